@@ -1,0 +1,30 @@
+"""The `drsta` command: one subcommand per pipeline (more arrive with each pipeline).
+
+drsta demo [--config configs/default.yaml]
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from pipelines import demo
+
+COMMANDS = {"demo": demo}
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="drsta", description="DRSTA video person re-identification on Ray")
+    subcommands = parser.add_subparsers(dest="command", required=True)
+    for name, module in COMMANDS.items():
+        sub = subcommands.add_parser(name, help=(module.__doc__ or "").splitlines()[0])
+        module.add_arguments(sub)
+        sub.set_defaults(run=module.run)
+    args = parser.parse_args(argv)
+    try:
+        args.run(args)
+    except (ValueError, FileNotFoundError) as err:
+        parser.exit(2, f"drsta {args.command}: error: {err}\n")
+
+
+if __name__ == "__main__":
+    main()
