@@ -65,12 +65,32 @@ class LossConfig(_Strict):
         return self
 
 
+class DataConfig(_Strict):
+    """The training and evaluation streams."""
+
+    manifest: Path | None = Field(None, description="directory of the Parquet manifest written by drsta ingest")
+    seed: int = Field(0, description="run seed: (seed, epoch) fixes each epoch's sampling plan")
+    sampler: Literal["random", "identity"] = Field(
+        "random", description="random order, or P identities × K tracklets per batch (for the triplet loss)"
+    )
+    tracklets_per_id: int = Field(4, ge=1, description="K of the identity sampler")
+    batch_size_per_worker: int = Field(8, ge=1, description="clips per optimisation step on each worker")
+    decode_batch_size: int = Field(4, ge=1, description="clips decoded per Ray Data task")
+    flip_p: float = Field(0.5, ge=0, le=1, description="probability of a horizontal flip (whole clip)")
+    crop_p: float = Field(0.5, ge=0, le=1, description="probability of a random crop resized back (whole clip)")
+    erase_p: float = Field(0.5, ge=0, le=1, description="probability of random erasing (same box on every frame)")
+    eval_clips_per_tracklet: int = Field(
+        1, ge=1, description="test-time clips per tracklet (1: chunk middles); their descriptors are averaged"
+    )
+
+
 class ExperimentConfig(_Strict):
     """Everything one run needs; later pipelines add their own sections here."""
 
     model: ModelConfig = ModelConfig()
     input: InputConfig = InputConfig()
     loss: LossConfig = LossConfig()
+    data: DataConfig = DataConfig()
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], source: str = "config") -> ExperimentConfig:
@@ -87,7 +107,7 @@ class ExperimentConfig(_Strict):
             raise FileNotFoundError(f"config file {path} not found")
         data = yaml.safe_load(path.read_text()) or {}
         if not isinstance(data, dict):
-            raise ValueError(f"{path} must hold a mapping of sections (model, input, loss), got {type(data)}")
+            raise ValueError(f"{path} must hold a mapping of sections (model, input, loss, data), got {type(data)}")
         return cls.from_dict(data, source=str(path))
 
     def to_dict(self) -> dict[str, Any]:

@@ -1,0 +1,111 @@
+"""A folder of video files, one tracklet per file: footage of your own rather than a benchmark.
+
+Dataset statistics: whatever the folder holds; there is one split.
+
+Two layouts; the CSV is used when present:
+    - `tracklets.csv` with the header `path,pid,camid,role`: path relative to the root (or absolute), pid and
+      camid non-negative integers (camid 0-based), role one of train, query, gallery.
+    - `<pid>/<camid>/<name>.mp4` (or .avi, .mkv, .mov): every tracklet gets the `role` given to `scan`.
+
+Frame counts and sizes are not read here (videos are not opened); ingest fills them in.
+"""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+from drsta.data.datasets._common import check_split, dataset_root, list_files, subfolders
+from drsta.data.tracklet import ROLES, Role, Tracklet
+
+CSV_NAME = "tracklets.csv"
+CSV_COLUMNS = ("path", "pid", "camid", "role")
+VIDEO_SUFFIXES = (".mp4", ".avi", ".mkv", ".mov")
+LAYOUT = "videos layout: tracklets.csv (header path,pid,camid,role) or <pid>/<camid>/<name>.mp4|.avi|.mkv|.mov"
+
+
+def scan(root: str | Path, split: int = 0, *, role: Role = "gallery") -> list[Tracklet]:
+    """One tracklet per video file under `root`, from tracklets.csv if present, else from the folder layout.
+
+    Args:
+        root: the folder holding tracklets.csv or the <pid>/<camid>/ folders.
+        split: must be 0 (one split).
+        role: the role of every tracklet found through the folder layout (the CSV gives its own).
+    """
+    check_split(split, 1, "a videos folder")
+    if role not in ROLES:
+        raise ValueError(f"role must be one of {ROLES}, got {role!r}")
+    root = dataset_root(root, LAYOUT)
+    csv_path = root / CSV_NAME
+    tracklets = _from_csv(root, csv_path) if csv_path.exists() else _from_folders(root, role)
+    if not tracklets:
+        raise ValueError(f"no video files found under {root}; expected the {LAYOUT}")
+    return tracklets
+
+
+def _from_csv(root: Path, csv_path: Path) -> list[Tracklet]:
+    tracklets: list[Tracklet] = []
+    line_of_id: dict[str, int] = {}
+    with csv_path.open(newline="") as f:
+        reader = csv.DictReader(f)
+        missing = [column for column in CSV_COLUMNS if column not in (reader.fieldnames or ())]
+        if missing:
+            raise ValueError(f"{csv_path} line 1: the header must name {','.join(CSV_COLUMNS)}; missing {missing}")
+        for row in reader:
+            where = f"{csv_path} line {reader.line_num}"
+            tracklet = _csv_row(root, row, where)
+            if tracklet.id in line_of_id:
+                raise ValueError(f"{where}: {tracklet.uri} is already listed on line {line_of_id[tracklet.id]}")
+            line_of_id[tracklet.id] = reader.line_num
+            tracklets.append(tracklet)
+    return tracklets
+
+
+def _csv_row(root: Path, row: dict[str | None, str | None], where: str) -> Tracklet:
+    """The tracklet of one CSV row; `where` ("<csv> line N") starts every error message."""
+    if None in row:
+        raise ValueError(f"{where}: more values than header columns")
+    values = {column: (row[column] or "").strip() for column in CSV_COLUMNS}
+    for column, value in values.items():
+        if not value:
+            raise ValueError(f"{where}: missing {column!r}")
+    for column in ("pid", "camid"):
+        if not values[column].isdecimal():
+            raise ValueError(f"{where}: {column} must be a non-negative integer, got {values[column]!r}")
+    if values["role"] not in ROLES:
+        raise ValueError(f"{where}: role must be one of {ROLES}, got {values['role']!r}")
+    path = root / values["path"]  # an absolute path replaces the root
+    if not path.is_file():
+        raise ValueError(f"{where}: video file {path} not found")
+    return _tracklet(root, path, int(values["pid"]), int(values["camid"]), values["role"])
+
+
+def _from_folders(root: Path, role: Role) -> list[Tracklet]:
+    return [
+        _tracklet(root, path, _number(pid_folder), _number(cam_folder), role)
+        for pid_folder in sorted(subfolders(root), key=_number)
+        for cam_folder in sorted(subfolders(pid_folder), key=_number)
+        for path in sorted(list_files(cam_folder, VIDEO_SUFFIXES))
+    ]
+
+
+def _number(folder: Path) -> int:
+    if not folder.name.isdecimal():
+        raise ValueError(f"folder {folder} should be named by a non-negative integer; expected the {LAYOUT}")
+    return int(folder.name)
+
+
+def _tracklet(root: Path, path: Path, pid: int, camid: int, role: Role) -> Tracklet:
+    key = path.relative_to(root).as_posix() if path.is_relative_to(root) else path.as_posix()
+    return Tracklet(
+        id=f"videos/{key}",
+        pid=pid,
+        camid=camid,
+        role=role,
+        dataset="videos",
+        split=0,
+        source="video",
+        uri=str(path),
+        frames=(),
+        num_frames=0,
+    )
