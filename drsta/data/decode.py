@@ -72,7 +72,7 @@ def probe(source: SourceKind, uri: str, frames: Sequence[str]) -> Probe:
         try:
             first_last = reader.get_batch([0, num_frames - 1]).asnumpy()
         except (decord.DECORDError, RuntimeError) as err:  # decord raises both
-            raise DecodeError(f"{uri}: cannot decode its first/last frame ({err})") from None
+            raise DecodeError(_decord_message(uri, err, "decode its first/last frame")) from None
         return Probe(num_frames, int(first_last.shape[1]), int(first_last.shape[2]))
     if not frames:
         raise DecodeError(f"{uri}: the tracklet has no frames")
@@ -83,6 +83,23 @@ def probe(source: SourceKind, uri: str, frames: Sequence[str]) -> Probe:
         _load_image(path)
     width, height = sizes.pop()
     return Probe(len(frames), height, width)
+
+
+# decord (0.6.0 and decord2 3.4 alike) fails to copy out frames of some widths (e.g. 16, 32, 48, 96 pixels):
+# "Check failed: from_size == to_size". Multiples of 64 are safe; ingest's transcoding produces them.
+_DECORD_WIDTH_BUG = "from_size == to_size"
+SAFE_WIDTH_MULTIPLE = 64
+
+
+def _decord_message(uri: str, err: Exception, what: str) -> str:
+    first_line = str(err).splitlines()[0]
+    if _DECORD_WIDTH_BUG in first_line:
+        return (
+            f"{uri}: decord cannot {what} at this frame width (a decord bug with some widths): re-encode the video "
+            f"to a width that is a multiple of {SAFE_WIDTH_MULTIPLE} (drsta ingest --transcode-gop does for frame "
+            "folders)"
+        )
+    return f"{uri}: cannot {what} ({first_line})"
 
 
 def _open_video(uri: str) -> decord.VideoReader:
@@ -105,14 +122,14 @@ def _read_video(uri: str, indices: Sequence[int], size: tuple[int, int] | None) 
     try:
         clip = reader.get_batch(list(indices)).asnumpy()
     except (decord.DECORDError, RuntimeError) as err:  # decord raises both
-        raise DecodeError(f"{uri}: decoding frames {list(indices)} failed ({str(err).splitlines()[0]})") from None
+        raise DecodeError(_decord_message(uri, err, f"decode frames {list(indices)}")) from None
     if size is None or clip.shape[1:3] == size:
         return clip
     return np.stack([_resize(Image.fromarray(frame), size) for frame in clip])
 
 
 def _read_frames(frames: Sequence[str], indices: Sequence[int], size: tuple[int, int] | None) -> np.ndarray:
-    uri = str(Path(frames[0]).parent) if frames else "<no frames>"
+    uri = str(Path(frames[0]).parent) if len(frames) else "<no frames>"
     _check_indices(uri, indices, len(frames))
     decoded: dict[int, np.ndarray] = {}  # short tracklets repeat frames: decode each once
     for index in dict.fromkeys(indices):

@@ -6,7 +6,7 @@ import dataclasses
 import re
 from pathlib import Path
 
-from drsta.data.decode import DecodeError, probe, read_clip
+from drsta.data.decode import SAFE_WIDTH_MULTIPLE, DecodeError, probe, read_clip
 from drsta.data.encode import write_video
 from drsta.data.tracklet import Tracklet
 
@@ -37,20 +37,26 @@ def transcode(tracklet: Tracklet, video_dir: Path, gop: int) -> Tracklet:
     if tracklet.source != "frames":
         return tracklet
     path = video_dir / f"{_safe_name(tracklet.id)}.mp4"
-    # yuv420p needs even sizes: the encoder drops an odd last row/column.
-    video = dataclasses.replace(
-        tracklet, source="video", uri=str(path), frames=(), height=tracklet.height // 2 * 2,
-        width=tracklet.width // 2 * 2,
-    )  # fmt: skip
+    height, width = transcoded_size(tracklet.height, tracklet.width)
+    video = dataclasses.replace(tracklet, source="video", uri=str(path), frames=(), height=height, width=width)
     if path.is_file():
         try:
             if probe("video", str(path), ()).num_frames == tracklet.num_frames:
                 return video
         except DecodeError:
             pass  # a leftover of an interrupted or older run: encode it again
-    frames = read_clip("frames", tracklet.uri, tracklet.frames, range(tracklet.num_frames))
+    frames = read_clip("frames", tracklet.uri, tracklet.frames, range(tracklet.num_frames), size=(height, width))
     write_video(frames, path, gop=gop)
     return video
+
+
+def transcoded_size(height: int, width: int) -> tuple[int, int]:
+    """The frame size a transcoded video gets: the width rounded to a multiple of 64 (decord decodes every such
+    width; see drsta.data.decode), the height scaled alike and even (yuv420p). Training resizes frames to the
+    model input anyway, so the slight stretch costs nothing."""
+    new_width = max(SAFE_WIDTH_MULTIPLE, round(width / SAFE_WIDTH_MULTIPLE) * SAFE_WIDTH_MULTIPLE)
+    new_height = max(2, round(height * new_width / width / 2) * 2)
+    return new_height, new_width
 
 
 def _safe_name(tracklet_id: str) -> str:

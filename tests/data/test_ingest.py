@@ -1,0 +1,163 @@
+"""Ingest on a real Ray cluster: validation, quarantine, transcoding, the report, resuming and the bad limit."""
+
+import csv
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from drsta.data.decode import read_clip
+from drsta.data.encode import write_video
+from drsta.data.manifest import read_manifest
+from pipelines.ingest import TooManyBadTracklets, ingest
+
+pytestmark = pytest.mark.integration
+
+
+def gradient_frames(num_frames: int, height: int = 48, width: int = 64, offset: int = 0) -> np.ndarray:
+    """Frames whose brightness encodes their index (coarsely, enough to survive H.264)."""
+    levels = (offset + np.arange(num_frames) * 9) % 250
+    return np.broadcast_to(levels[:, None, None, None], (num_frames, height, width, 3)).astype(np.uint8)
+
+
+def video_set(root: Path, bad: dict[str, bytes | None]) -> Path:
+    """A video-folder dataset: 6 good videos (2 ids × train/query/gallery) plus the `bad` files."""
+    rows = []
+    for pid in (1, 2):
+        for camid, role in enumerate(("train", "query", "gallery")):
+            path = root / f"{pid}" / f"{camid}" / "clip.mp4"
+            write_video(gradient_frames(8 + pid, offset=pid * 40), path, gop=4)
+            rows.append([path.relative_to(root), pid, camid, role])
+    for name, content in bad.items():
+        path = root / "bad" / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(content or b"")
+        rows.append([path.relative_to(root), 3, 0, "gallery"])
+    with open(root / "tracklets.csv", "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["path", "pid", "camid", "role"])
+        writer.writerows(rows)
+    return root
+
+
+def test_videos_are_validated_and_bad_ones_quarantined_with_a_reason(tmp_path, ray_cluster):
+    root = tmp_path / "videos"
+    write_video(gradient_frames(20), tmp_path / "whole.mp4")
+    whole = (tmp_path / "whole.mp4").read_bytes()
+    video_set(root, {"empty.mp4": None, "garbage.mp4": b"not a video" * 50, "truncated.mp4": whole[: len(whole) // 2]})
+    report = ingest("videos", root, tmp_path / "out", max_bad_fraction=0.5, chunk_size=4)
+    assert report["valid"] == 6 and report["quarantined"] == 3
+    reasons = {Path(r["uri"]).name: r["reason"] for r in report["quarantine"]}
+    assert "empty (0 bytes)" in reasons["empty.mp4"]
+    assert "not a decodable video" in reasons["garbage.mp4"]
+    assert "not a decodable video" in reasons["truncated.mp4"]
+    assert report["roles"]["train"] == {"tracklets": 2, "identities": 2, "cameras": [0]}
+    assert report["roles"]["query"]["tracklets"] == 2 and report["roles"]["gallery"]["tracklets"] == 2
+    assert json.loads((tmp_path / "out" / "report.json").read_text()) == report
+    tracklets = read_manifest(tmp_path / "out")
+    assert sorted(t.num_frames for t in tracklets) == [9, 9, 9, 10, 10, 10]
+    assert {(t.height, t.width) for t in tracklets} == {(48, 64)}
+
+
+def frame_folder_set(root: Path) -> Path:
+    """A DukeMTMC-VideoReID tree: good tracklets, one with mixed frame sizes, one with an unreadable frame."""
+    for role, pid, tracklet, sizes in [
+        ("train", 1, 1, [(32, 16)] * 5),
+        ("train", 2, 1, [(32, 16)] * 7),
+        ("query", 3, 1, [(32, 16)] * 6),
+        ("gallery", 3, 2, [(32, 16)] * 6),
+        ("gallery", 4, 1, [(32, 16), (30, 16), (32, 16)]),  # mixed sizes
+    ]:
+        folder = root / role / f"{pid:04d}" / f"{tracklet:04d}"
+        folder.mkdir(parents=True)
+        for frame, (height, width) in enumerate(sizes, start=1):
+            pixels = gradient_frames(frame + 1, height, width)[-1]
+            Image.fromarray(np.ascontiguousarray(pixels)).save(
+                folder / f"{pid:04d}_C{tracklet}_F{frame:04d}_X00001.jpg"
+            )
+    broken = root / "gallery" / "0005" / "0001"
+    broken.mkdir(parents=True)
+    for frame in (1, 2):
+        Image.fromarray(gradient_frames(2)[-1]).save(broken / f"0005_C2_F{frame:04d}_X00001.jpg")
+    (broken / "0005_C2_F0003_X00001.jpg").write_bytes(b"\xff\xd8 truncated jpeg")
+    return root
+
+
+def test_frame_folders_are_transcoded_to_h264_with_the_given_keyframe_gap(tmp_path, ray_cluster):
+    root = frame_folder_set(tmp_path / "duke")
+    report = ingest("duke", root, tmp_path / "out", transcode_gop=2, max_bad_fraction=0.5)
+    assert report["valid"] == 4 and report["quarantined"] == 2
+    reasons = " ".join(r["reason"] for r in report["quarantine"])
+    assert "mixed frame sizes" in reasons and "unreadable image" in reasons
+    tracklets = {t.id: t for t in read_manifest(tmp_path / "out")}
+    assert report["sources"] == {"video": 4}
+    train = tracklets["duke/train/0002/0001"]
+    assert train.source == "video" and train.num_frames == 7 and Path(train.uri).is_file()
+    assert (train.height, train.width) == (128, 64)  # 32×16 frames, widened to a width decord always decodes
+    frames_then = read_clip("frames", "", sorted(map(str, (root / "train/0002/0001").iterdir())), range(7), (128, 64))
+    frames_now = read_clip("video", train.uri, (), range(7))
+    assert np.abs(frames_now.astype(int) - frames_then.astype(int)).mean() < 3
+
+    import decord
+
+    assert list(decord.VideoReader(train.uri).get_key_indices()) == [0, 2, 4, 6]
+
+
+def test_rerun_skips_finished_chunks_and_redoes_only_a_missing_one(tmp_path, ray_cluster):
+    root = video_set(tmp_path / "videos", {})
+    out = tmp_path / "out"
+    ingest("videos", root, out, chunk_size=2)
+    parts = sorted((out / "manifest").glob("part-*.parquet"))
+    assert len(parts) == 3
+    stamps = {p.name: p.stat().st_mtime_ns for p in parts}
+    parts[1].unlink()  # as if the run had died before finishing this chunk
+    report = ingest("videos", root, out, chunk_size=2)
+    assert report["valid"] == 6
+    assert parts[0].stat().st_mtime_ns == stamps[parts[0].name]
+    assert parts[2].stat().st_mtime_ns == stamps[parts[2].name]
+    assert parts[1].exists()
+
+
+def test_other_settings_into_the_same_output_are_refused(tmp_path, ray_cluster):
+    root = video_set(tmp_path / "videos", {})
+    ingest("videos", root, tmp_path / "out", chunk_size=2)
+    with pytest.raises(ValueError, match="chunk_size"):
+        ingest("videos", root, tmp_path / "out", chunk_size=3)
+
+
+def test_too_many_bad_tracklets_stop_the_run_and_keep_finished_work(tmp_path, ray_cluster):
+    root = video_set(tmp_path / "videos", {f"bad{i}.mp4": b"junk" * 10 for i in range(4)})
+    out = tmp_path / "out"
+    with pytest.raises(TooManyBadTracklets, match="max-bad-fraction"):
+        ingest("videos", root, out, chunk_size=2, max_bad_fraction=0.1)
+    finished = list((out / "manifest").glob("part-*.parquet"))
+    assert finished  # what was done stays on disk
+    report = ingest("videos", root, out, chunk_size=2, max_bad_fraction=0.5)  # resumes with a higher limit
+    assert report["valid"] == 6 and report["quarantined"] == 4
+
+
+@pytest.mark.parametrize(
+    ("dataset", "make", "match"),
+    [
+        ("mars", lambda p: p, "expected"),
+        ("videos", lambda p: p / "missing", "missing"),
+    ],
+)
+def test_wrong_layout_and_missing_root_are_clear(tmp_path, ray_cluster, dataset, make, match):
+    with pytest.raises((FileNotFoundError, ValueError), match=match):
+        ingest(dataset, make(tmp_path), tmp_path / "out")
+
+
+def test_unknown_dataset(tmp_path):
+    with pytest.raises(ValueError, match="unknown dataset"):
+        ingest("market", tmp_path, tmp_path / "out")
+
+
+def test_files_are_left_only_in_the_output_directory(tmp_path, ray_cluster):
+    root = video_set(tmp_path / "videos", {})
+    before = set(os.listdir(root))
+    ingest("videos", root, tmp_path / "out")
+    assert set(os.listdir(root)) == before
