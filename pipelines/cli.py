@@ -7,9 +7,9 @@ from __future__ import annotations
 
 import argparse
 
-from pipelines import demo
+from pipelines import demo, ingest, synth
 
-COMMANDS = {"demo": demo}
+COMMANDS = {"demo": demo, "synth": synth, "ingest": ingest}
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -22,7 +22,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     try:
         args.run(args)
-    except (ValueError, FileNotFoundError) as err:
+    except (ValueError, FileNotFoundError, FileExistsError) as err:
         parser.exit(2, f"drsta {args.command}: error: {err}\n")
 
 

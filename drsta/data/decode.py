@@ -5,13 +5,20 @@ Only the requested frames are decoded, then resized to the model's input (biline
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-import decord
 import numpy as np
+import torch  # noqa: F401  (imported before decord, see below)
 from PIL import Image
+
+# isort: split
+# decord2 dlopens every CUDA library of the nvidia-* wheels (torch's) with RTLD_GLOBAL, libnvblas among them,
+# which then takes over the CPU matrix multiply of a torch imported afterwards and crashes it. Importing torch
+# first keeps torch's own BLAS bound.
+import decord
 
 from drsta.data.tracklet import SourceKind
 
@@ -85,10 +92,19 @@ def probe(source: SourceKind, uri: str, frames: Sequence[str]) -> Probe:
     return Probe(len(frames), height, width)
 
 
-# decord (0.6.0 and decord2 3.4 alike) fails to copy out frames of some widths (e.g. 16, 32, 48, 96 pixels):
-# "Check failed: from_size == to_size". Multiples of 64 are safe; ingest's transcoding produces them.
+# decord infers the channel count from a row buffer padded to 64 pixels and gets it wrong when that padded size is
+# a multiple of the width: decord2 3.4 decodes widths 16, 24, 32, 48, 96, 144 as 4-12 "channels" and get_batch
+# fails with "from_size == to_size" (dmlc/decord#336; decord 0.6.0 fails on other widths, 16, 24, 48, 72). Found
+# by decoding every even width 16..256. Multiples of 64 are always safe; ingest's transcoding produces them.
 _DECORD_WIDTH_BUG = "from_size == to_size"
 SAFE_WIDTH_MULTIPLE = 64
+DECORD_WIDTH_HINT = "decord misreads this width (dmlc/decord#336); use e.g. 40, 64 or 128"
+
+
+def decord_decodes_width(width: int) -> bool:
+    """Whether decord (decord2 3.4) decodes frames `width` pixels wide."""
+    padded = 3 * 64 * math.ceil(width / 64)
+    return width % 64 == 0 or padded % width != 0
 
 
 def _decord_message(uri: str, err: Exception, what: str) -> str:
