@@ -180,7 +180,7 @@ def _report(out: Path, total: int) -> dict[str, Any]:
         },
         "sources": dict(Counter(t.source for t in tracklets)),
         "frames_per_tracklet": {
-            "min": int(lengths.min(initial=0)),
+            "min": int(lengths.min()) if len(lengths) else 0,
             "median": float(np.median(lengths)) if len(lengths) else 0.0,
             "max": int(lengths.max(initial=0)),
             "histogram": {f">={low}": int(n) for low, n in zip(FRAME_BINS, histogram, strict=False)},
