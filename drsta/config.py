@@ -84,13 +84,46 @@ class DataConfig(_Strict):
     )
 
 
+class OptimConfig(_Strict):
+    """Optimiser and schedule (open-reid's defaults: SGD + Nesterov, ×0.1 every 40 epochs, 50 epochs)."""
+
+    optimizer: Literal["sgd", "adam"] = Field("sgd", description="SGD with Nesterov momentum, or Adam")
+    lr: float = Field(0.1, gt=0, description="learning rate of the new layers (attention, enhancement, head)")
+    trunk_lr_scale: float = Field(0.1, ge=0, description="trunk learning rate = lr × this (pretrained trunk)")
+    momentum: float = Field(0.9, ge=0, lt=1, description="SGD momentum (Nesterov)")
+    weight_decay: float = Field(5e-4, ge=0, description="L2 weight decay")
+    step_size: int = Field(40, ge=1, description="epochs between learning-rate drops")
+    gamma: float = Field(0.1, gt=0, le=1, description="learning-rate factor at each drop")
+    epochs: int = Field(50, ge=1, description="training epochs")
+
+
+class TrainConfig(_Strict):
+    """Where and how the distributed run happens."""
+
+    name: str = Field("drsta", min_length=1, description="run name; (storage_path, name) identifies a run to resume")
+    storage_path: str = Field("ray_results", description="checkpoint storage: a shared path or URI on clusters")
+    num_workers: int = Field(1, ge=1, description="training workers (DDP processes)")
+    cpus_per_worker: float = Field(1.0, gt=0, description="CPUs each training worker reserves")
+    use_gpu: bool = Field(False, description="one GPU per worker, NCCL; bf16 autocast when amp is on")
+    amp: bool = Field(True, description="bf16 autocast on GPU (ignored on CPU)")
+    eval_every: int = Field(5, ge=1, description="evaluate every this many epochs (and after the last)")
+    checkpoints_to_keep: int = Field(2, ge=1, description="best checkpoints kept, by val/mAP")
+    max_failures: int = Field(3, ge=-1, description="worker/node failures survived by restarting (-1: no limit)")
+    model_seed: int = Field(0, description="seed of the model's initial weights")
+    tracking_uri: str | None = Field(None, description="MLflow tracking URI; null: sqlite:///mlflow.db here")
+    experiment: str = Field("drsta", min_length=1, description="MLflow experiment name")
+    registered_model: str | None = Field("drsta", description="register the final model under this name; null: no")
+
+
 class ExperimentConfig(_Strict):
-    """Everything one run needs; later pipelines add their own sections here."""
+    """Everything one run needs."""
 
     model: ModelConfig = ModelConfig()
     input: InputConfig = InputConfig()
     loss: LossConfig = LossConfig()
     data: DataConfig = DataConfig()
+    optim: OptimConfig = OptimConfig()
+    train: TrainConfig = TrainConfig()
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], source: str = "config") -> ExperimentConfig:
@@ -107,8 +140,21 @@ class ExperimentConfig(_Strict):
             raise FileNotFoundError(f"config file {path} not found")
         data = yaml.safe_load(path.read_text()) or {}
         if not isinstance(data, dict):
-            raise ValueError(f"{path} must hold a mapping of sections (model, input, loss, data), got {type(data)}")
+            sections = ", ".join(cls.model_fields)
+            raise ValueError(f"{path} must hold a mapping of sections ({sections}), got {type(data).__name__}")
         return cls.from_dict(data, source=str(path))
+
+    def with_overrides(self, overrides: dict[str, Any]) -> ExperimentConfig:
+        """A copy with dotted keys replaced (e.g. {"train.num_workers": 2}); None values are ignored."""
+        data = self.to_dict()
+        for dotted, value in overrides.items():
+            if value is None:
+                continue
+            section, _, key = dotted.partition(".")
+            if section not in data or key not in data[section]:
+                raise ValueError(f"unknown config key {dotted!r}")
+            data[section][key] = value
+        return self.from_dict(data, source="config with overrides")
 
     def to_dict(self) -> dict[str, Any]:
         """The fully resolved config as plain YAML/JSON-friendly values."""

@@ -21,11 +21,13 @@ def rng() -> np.random.Generator:
 
 @pytest.fixture(scope="session")
 def ray_cluster():
-    """A real two-node Ray cluster on this machine (ray.cluster_utils.Cluster), shared by the integration tests."""
+    """A real three-node Ray cluster on this machine (ray.cluster_utils.Cluster), shared by the integration tests:
+    a 1-CPU head and two 2-CPU worker nodes (logical CPUs: the machine has 2 cores)."""
     import ray
     from ray.cluster_utils import Cluster
 
-    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 2})
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1})
+    cluster.add_node(num_cpus=2)
     cluster.add_node(num_cpus=2)
     ray.init(address=cluster.address, log_to_driver=False)
     cluster.wait_for_nodes()

@@ -84,14 +84,17 @@ def evaluation_stream(
 
 
 class ValidBatches:
-    """Iterate a clip dataset's batches without the clips that failed to decode, counting them.
+    """Iterate a clip dataset's batches, leaving out the clips that failed to decode and counting them.
 
-    Batches keep the plan's size except for skipped rows, so every worker still runs the same number of steps.
+    With `fill`, a failed clip is replaced by a copy of a good one from its batch instead of dropped, so every
+    batch keeps its planned size (training: DDP workers stay in lockstep and batch norm never sees a batch of
+    one); a batch with no good clip at all keeps its rows and `batch["valid"]` says so.
     """
 
-    def __init__(self, dataset: ray.data.Dataset | ray.data.DataIterator, batch_size: int) -> None:
+    def __init__(self, dataset: ray.data.Dataset | ray.data.DataIterator, batch_size: int, fill: bool = False) -> None:
         self.dataset = dataset
         self.batch_size = batch_size
+        self.fill = fill
         self.skipped: list[str] = []
 
     def __iter__(self) -> Iterator[dict[str, np.ndarray]]:
@@ -100,6 +103,10 @@ class ValidBatches:
             if not valid.all():
                 bad = [str(i) for i in batch["id"][~valid]]
                 self.skipped.extend(bad)
-                log.warning("skipped %d undecodable tracklet(s) this epoch so far: %s", len(self.skipped), bad)
-                batch = {key: column[valid] for key, column in batch.items()}
+                log.warning("skipped %d undecodable tracklet(s) so far: %s", len(self.skipped), bad)
+                if not self.fill:
+                    batch = {key: column[valid] for key, column in batch.items()}
+                elif valid.any():
+                    source = np.where(valid, np.arange(len(valid)), np.flatnonzero(valid)[0])
+                    batch = {key: column[source] for key, column in batch.items()}
             yield batch

@@ -1,0 +1,280 @@
+"""Figures of the paper's supplementary (Fig. 1 receptive fields, Fig. 2 temporal weights) and the CMC curve.
+
+Every function returns a `matplotlib.figure.Figure` drawn on its own Agg canvas: pyplot is never imported and
+no backend is selected globally, so this module is safe to import and call on Ray workers, and a figure is
+freed when the last reference to it goes (no `plt.close` needed).
+
+Shape legend: N frames of one tracklet, H×W frame pixels, K attention models, h×w attention-map cells.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+from matplotlib import colormaps
+from matplotlib.axes import Axes
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+# Width of one image panel in inches; its height follows the frame's aspect ratio (re-id crops are ~2:1).
+PANEL_WIDTH_IN = 1.3
+# Weight of the heat map when it is blended over a frame.
+HEATMAP_ALPHA = 0.5
+HEATMAP_CMAP = "jet"
+HIGHLIGHT_COLOR = "tab:red"
+# Temporal figure: where the small per-model weights start below a frame, and their line height (points).
+PER_MODEL_OFFSET_PT = 20
+PER_MODEL_LINE_PT = 9
+# Ranks marked on the CMC curve (those not beyond its length).
+MARKED_RANKS = (1, 5, 10, 20)
+
+
+def receptive_fields_figure(
+    frames: np.ndarray, maps: np.ndarray, titles: Sequence[str] | None = None, max_frames: int = 4
+) -> Figure:
+    """Supplementary Fig. 1: each frame next to the receptive field of each of its K spatial attention models.
+
+    One row per shown frame (up to `max_frames`, evenly spaced over the clip); the first column is the frame,
+    column k + 1 the frame with map k upsampled bilinearly to H×W, divided by its max and blended as a heat map.
+
+    Args:
+        frames: (N, H, W, 3) RGB frames of one tracklet, uint8 or float in [0, 1].
+        maps: (N, K, h, w) spatial attention maps of the same clip (each sums to 1 over h·w), e.g. one clip of
+            `DRSTAOutput.spatial_maps`.
+        titles: K column titles (e.g. the body part each model attends to); default "model 1" … "model K".
+        max_frames: the most rows to show.
+
+    Returns:
+        A figure with rows × (K + 1) axes.
+    """
+    images_NHW3 = _as_float_rgb(frames)
+    maps = np.asarray(maps, dtype=np.float64)
+    if maps.ndim != 4 or 0 in maps.shape[1:]:
+        raise ValueError(f"maps must have shape (N, K, h, w) with K, h, w >= 1, got {maps.shape}")
+    num_frames, num_models = maps.shape[:2]
+    if num_frames != len(images_NHW3):
+        raise ValueError(f"frames and maps must have the same N, got frames N={len(images_NHW3)}, maps N={num_frames}")
+    if not np.isfinite(maps).all():
+        raise ValueError("maps contains NaN or inf: the attention maps it came from are broken")
+    if titles is None:
+        titles = [f"model {k + 1}" for k in range(num_models)]
+    if len(titles) != num_models:
+        raise ValueError(f"titles must have one entry per attention model (K={num_models}), got {len(titles)}")
+    if max_frames < 1:
+        raise ValueError(f"max_frames must be >= 1, got {max_frames}")
+
+    height, width = images_NHW3.shape[1:3]
+    num_rows = min(num_frames, max_frames)
+    shown = np.linspace(0, num_frames - 1, num_rows).round().astype(int)  # distinct since num_rows <= N
+    fig, axes = _panel_grid(num_rows, num_models + 1, height / width, left_in=0.25, top_in=0.25, below_in=0.0)
+    heat_cmap = colormaps[HEATMAP_CMAP]
+    for row, n in enumerate(shown):
+        _show(axes[row, 0], images_NHW3[n])
+        axes[row, 0].set_ylabel(f"frame {n + 1}", fontsize=8)
+        for k in range(num_models):
+            heat_HW = _upsample_bilinear(maps[n, k], height, width)
+            heat_HW = heat_HW / max(heat_HW.max(), np.finfo(np.float64).tiny)  # display only: peak = 1
+            blended = (1 - HEATMAP_ALPHA) * images_NHW3[n] + HEATMAP_ALPHA * heat_cmap(heat_HW)[..., :3]
+            _show(axes[row, k + 1], blended)
+    axes[0, 0].set_title("frame", fontsize=9)
+    for k, title in enumerate(titles):
+        axes[0, k + 1].set_title(title, fontsize=9)
+    return fig
+
+
+def temporal_weights_figure(frames: np.ndarray, weights: np.ndarray) -> Figure:
+    """Supplementary Fig. 2: the frames of a clip in a row with their temporal attention weights underneath.
+
+    Under each frame: the mean weight over the K models (large, formatted "0.00") and, small, the K per-model
+    weights (when K > 1). The frame with the highest mean weight is framed and its number drawn in red.
+
+    Args:
+        frames: (N, H, W, 3) RGB frames of one tracklet, uint8 or float in [0, 1].
+        weights: (N, K) temporal attention weights of the same clip, e.g. one clip of
+            `DRSTAOutput.temporal_weights` (each column sums to 1 over the N frames).
+
+    Returns:
+        A figure with N axes.
+    """
+    images_NHW3 = _as_float_rgb(frames)
+    weights = np.asarray(weights, dtype=np.float64)
+    if weights.ndim != 2:
+        raise ValueError(f"weights must have shape (N, K), got {weights.shape}")
+    if len(weights) != len(images_NHW3):
+        raise ValueError(
+            f"frames and weights must have the same N, got frames N={len(images_NHW3)}, weights N={len(weights)}"
+        )
+    if weights.shape[1] == 0 or not np.isfinite(weights).all():
+        raise ValueError(f"weights must be finite with K >= 1 attention models, got shape {weights.shape}")
+
+    num_frames, num_models = weights.shape
+    height, width = images_NHW3.shape[1:3]
+    mean_N = weights.mean(axis=1)
+    best = int(mean_N.argmax())
+    # The per-model weights go three to a line so that K = 6 still fits under a panel; with K = 1 they would
+    # only repeat the mean.
+    per_model_lines = (num_models + 2) // 3 if num_models > 1 else 0
+    below_pt = PER_MODEL_OFFSET_PT + PER_MODEL_LINE_PT * per_model_lines + 4
+    fig, axes = _panel_grid(1, num_frames, height / width, left_in=0.0, top_in=0.0, below_in=below_pt / 72)
+    for n, ax in enumerate(axes[0]):
+        _show(ax, images_NHW3[n])
+        is_best = n == best
+        for spine in ax.spines.values():
+            spine.set_visible(is_best)
+            spine.set_color(HIGHLIGHT_COLOR)
+            spine.set_linewidth(3)
+        ax.annotate(
+            f"{mean_N[n]:.2f}",
+            xy=(0.5, 0),
+            xycoords="axes fraction",
+            xytext=(0, -3),
+            textcoords="offset points",
+            ha="center",
+            va="top",
+            fontsize=11,
+            fontweight="bold" if is_best else "normal",
+            color=HIGHLIGHT_COLOR if is_best else "black",
+        )
+        if num_models == 1:
+            continue
+        per_model = [f"{w:.2f}" for w in weights[n]]
+        lines = [" ".join(per_model[i : i + 3]) for i in range(0, num_models, 3)]
+        ax.annotate(
+            "\n".join(lines),
+            xy=(0.5, 0),
+            xycoords="axes fraction",
+            xytext=(0, -PER_MODEL_OFFSET_PT),
+            textcoords="offset points",
+            ha="center",
+            va="top",
+            fontsize=7,
+            color="dimgray",
+        )
+    return fig
+
+
+def cmc_figure(cmc: np.ndarray, label: str = "", mAP: float | None = None) -> Figure:
+    """The CMC curve: matching rate (%) against rank 1 … len(cmc), with ranks 1/5/10/20 marked and listed.
+
+    Args:
+        cmc: (R,) cumulative matching rates in [0, 1], rank 1 first (as `drsta.metrics.evaluate` returns).
+        label: the curve's name in the legend (e.g. the model or dataset).
+        mAP: mean average precision in [0, 1], added to the legend when given.
+
+    Returns:
+        A figure with one axes.
+    """
+    cmc = np.asarray(cmc, dtype=np.float64)
+    if cmc.ndim != 1 or len(cmc) == 0:
+        raise ValueError(f"cmc must be a non-empty (R,) curve of matching rates, got shape {cmc.shape}")
+    if not (np.isfinite(cmc).all() and (cmc >= 0).all() and (cmc <= 1).all()):
+        raise ValueError("cmc values must be rates in [0, 1] (not percentages)")
+    if mAP is not None and not 0 <= mAP <= 1:
+        raise ValueError(f"mAP must be in [0, 1] (not a percentage), got {mAP}")
+
+    ranks = np.arange(1, len(cmc) + 1)
+    percent = 100 * cmc
+    legend = " ".join(part for part in (label, "" if mAP is None else f"(mAP {100 * mAP:.1f}%)") if part)
+    fig = Figure(figsize=(5, 3.6), layout="constrained")
+    FigureCanvasAgg(fig)  # the figure's own canvas: no global backend is touched
+    ax = fig.add_subplot()
+    ax.plot(ranks, percent, "-", color="tab:blue", label=legend or "CMC")
+    marked = [r for r in MARKED_RANKS if r <= len(cmc)]
+    # The marked values go in the legend rather than next to the points, where they collide on long curves.
+    values = " · ".join(f"R{r} {percent[r - 1]:.1f}" for r in marked)
+    ax.plot(marked, [percent[r - 1] for r in marked], "o", color="tab:blue", label=f"{values} (%)", clip_on=False)
+    ax.set_xlim(0.5, len(cmc) + 0.5)
+    ax.set_ylim(0, 100)
+    step = 1 if len(cmc) < 10 else 5 * -(-len(cmc) // 50)  # 1, 5, 10, … so that ~10 ticks at most
+    ax.set_xticks([1, *range(step, len(cmc) + 1, step)] if step > 1 else ranks)
+    ax.set_xlabel("rank")
+    ax.set_ylabel("matching rate (%)")
+    ax.grid(alpha=0.3)
+    ax.legend(loc="best", fontsize=8)
+    return fig
+
+
+def save_figure(fig: Figure, path: str | Path, dpi: int = 100) -> Path:
+    """Write `fig` as a PNG at `path` (parent folders are created) and return the path.
+
+    The image is figsize × dpi pixels. Nothing is closed: the figure can still be changed and saved again.
+    """
+    path = Path(path)
+    if path.suffix.lower() != ".png":
+        raise ValueError(f"path must end in .png (figures are written as PNG), got {str(path)!r}")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=dpi, format="png")
+    return path
+
+
+def _panel_grid(
+    num_rows: int, num_cols: int, aspect: float, left_in: float, top_in: float, below_in: float
+) -> tuple[Figure, np.ndarray]:
+    """A figure on its own Agg canvas holding a (num_rows, num_cols) grid of image panels, laid out exactly.
+
+    Each panel is PANEL_WIDTH_IN wide and `aspect` (height / width) times as tall. The layout is computed here
+    rather than by constrained layout, which cannot both keep the images' aspect and make room for the text
+    drawn below them. `left_in` / `top_in` leave room for row labels and column titles, `below_in` for the text
+    under each row.
+    """
+    gap_in = 0.08
+    panel_height_in = PANEL_WIDTH_IN * aspect
+    row_height_in = panel_height_in + below_in + gap_in
+    fig_width_in = left_in + num_cols * (PANEL_WIDTH_IN + gap_in) + gap_in
+    fig_height_in = top_in + num_rows * row_height_in + gap_in
+    fig = Figure(figsize=(fig_width_in, fig_height_in))
+    FigureCanvasAgg(fig)  # the figure's own canvas: no global backend is touched
+    axes = np.empty((num_rows, num_cols), dtype=object)
+    for row in range(num_rows):
+        bottom_in = fig_height_in - top_in - gap_in - row * row_height_in - panel_height_in
+        for col in range(num_cols):
+            left = left_in + gap_in + col * (PANEL_WIDTH_IN + gap_in)
+            rect = (
+                left / fig_width_in,
+                bottom_in / fig_height_in,
+                PANEL_WIDTH_IN / fig_width_in,
+                panel_height_in / fig_height_in,
+            )
+            axes[row, col] = fig.add_axes(rect)
+    return fig, axes
+
+
+def _show(ax: Axes, image_HW3: np.ndarray) -> None:
+    """Draw an RGB image without ticks (the spines stay, so a panel can be highlighted)."""
+    ax.imshow(np.clip(image_HW3, 0, 1), interpolation="nearest")
+    ax.set_xticks([])
+    ax.set_yticks([])
+
+
+def _as_float_rgb(frames: np.ndarray) -> np.ndarray:
+    """(N, H, W, 3) uint8 or float in [0, 1] -> float64 in [0, 1]."""
+    frames = np.asarray(frames)
+    if frames.ndim != 4 or frames.shape[-1] != 3 or 0 in frames.shape:
+        raise ValueError(f"frames must have shape (N, H, W, 3) with N, H, W >= 1, got {frames.shape}")
+    if frames.dtype == np.uint8:
+        return frames / 255.0
+    if not np.issubdtype(frames.dtype, np.floating):
+        raise ValueError(f"frames must be uint8 or float in [0, 1], got dtype {frames.dtype}")
+    if not (np.isfinite(frames).all() and frames.min() >= 0 and frames.max() <= 1):
+        raise ValueError("float frames must be RGB in [0, 1]; pass uint8 frames for 0..255 values")
+    return frames.astype(np.float64)
+
+
+def _upsample_bilinear(map_hw: np.ndarray, height: int, width: int) -> np.ndarray:
+    """Bilinear resize of an (h, w) map to (height, width), matching `F.interpolate(align_corners=False)`."""
+    r0, r1, rw = _interpolation_taps(map_hw.shape[0], height)
+    c0, c1, cw = _interpolation_taps(map_hw.shape[1], width)
+    top = map_hw[r0][:, c0] * (1 - cw) + map_hw[r0][:, c1] * cw  # (height, width)
+    bottom = map_hw[r1][:, c0] * (1 - cw) + map_hw[r1][:, c1] * cw
+    return top * (1 - rw[:, None]) + bottom * rw[:, None]
+
+
+def _interpolation_taps(size_in: int, size_out: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """For each output index: the two input indices around its pixel centre and the weight of the second."""
+    centre = (np.arange(size_out) + 0.5) * (size_in / size_out) - 0.5
+    centre = np.clip(centre, 0, size_in - 1)
+    low = np.floor(centre).astype(int)
+    high = np.minimum(low + 1, size_in - 1)
+    return low, high, centre - low
