@@ -7,9 +7,9 @@ from __future__ import annotations
 
 import argparse
 
-from pipelines import demo, ingest, synth
+from pipelines import demo, evaluate, ingest, synth, train
 
-COMMANDS = {"demo": demo, "synth": synth, "ingest": ingest}
+COMMANDS = {"demo": demo, "synth": synth, "ingest": ingest, "train": train, "evaluate": evaluate}
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -1,0 +1,116 @@
+"""Evaluate a training checkpoint or a registered model: CMC and mAP on a manifest's query and gallery.
+
+    drsta evaluate --manifest data/synth-ingest --checkpoint ray_results/run-1/checkpoint_000009
+    drsta evaluate --manifest data/synth-ingest --model models:/drsta@champion [--tracking-uri URI]
+                   [--actors 2] [--use-gpu] [--address auto]
+
+Clips are decoded by the Ray Data stream and embedded by an actor pool holding the exported model (on GPU when
+asked), every query and gallery tracklet once, with the deterministic test-time frames.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import tempfile
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import ray
+import torch
+
+from drsta.config import ExperimentConfig
+from drsta.data.manifest import read_manifest
+from drsta.engine import retrieval_metrics
+from drsta.metrics import RetrievalResult
+from drsta.model import build_model
+from drsta.model.export import export_model
+from drsta.ray.embed import embed_dataset
+from drsta.ray.stream import evaluation_stream
+from pipelines.tracking import load_registered
+
+
+def evaluate_program(
+    program_bytes: bytes, cfg: ExperimentConfig, manifest: Path, actors: int = 1, use_gpu: bool = False
+) -> RetrievalResult:
+    """CMC/mAP of an exported model (`.pt2` bytes) whose config is `cfg`, on `manifest`'s query and gallery."""
+    tracklets = read_manifest(manifest)
+    roles = {t.id: t.role for t in tracklets}
+    size = (cfg.input.height, cfg.input.width)
+    clips = evaluation_stream(tracklets, cfg.data, size, cfg.model.num_frames)
+    embeddings: dict[str, list[np.ndarray]] = defaultdict(list)
+    labels: dict[str, tuple[int, int]] = {}
+    for batch in embed_dataset(clips, program_bytes, actors, use_gpu).iter_batches(batch_format="numpy"):
+        for i in np.flatnonzero(batch["valid"]):
+            tracklet_id = str(batch["id"][i])
+            embeddings[tracklet_id].append(batch["embedding"][i])
+            labels[tracklet_id] = int(batch["pid"][i]), int(batch["camid"][i])
+    ids = sorted(embeddings)
+    features = np.stack([np.mean(embeddings[i], axis=0) for i in ids])
+    pids, camids = (np.array([labels[i][k] for i in ids]) for k in (0, 1))
+    return retrieval_metrics(features, pids, camids, [roles[i] for i in ids])
+
+
+def checkpoint_program(checkpoint_dir: Path) -> tuple[bytes, ExperimentConfig]:
+    """Export a training checkpoint's model; returns the `.pt2` bytes and the run's config."""
+    state_path = Path(checkpoint_dir) / "state.pt"
+    if not state_path.is_file():
+        raise FileNotFoundError(f"{state_path} not found: pass a checkpoint directory written by drsta train")
+    state = torch.load(state_path, map_location="cpu", weights_only=False)
+    cfg = ExperimentConfig.from_dict(state["config"], source=f"config in {state_path}")
+    classifier = state["model"].get("classifier.weight")
+    model = build_model(cfg.model, None if classifier is None else classifier.shape[0])
+    model.load_state_dict(state["model"])
+    example = torch.rand(1, cfg.model.num_frames, 3, cfg.input.height, cfg.input.width)
+    buffer = io.BytesIO()
+    torch.export.save(export_model(model, example), buffer)
+    return buffer.getvalue(), cfg
+
+
+def registered_program(model_uri: str, tracking_uri: str | None) -> tuple[bytes, ExperimentConfig]:
+    """Pull a registered model; returns its `.pt2` bytes and config."""
+    with tempfile.TemporaryDirectory() as directory:
+        _, metadata = load_registered(model_uri, tracking_uri, directory)
+        program = next(Path(directory).rglob("*.pt2")).read_bytes()
+    return program, ExperimentConfig.from_dict(metadata["config"], source=f"config of {model_uri}")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--manifest", type=Path, required=True, help="directory written by drsta ingest")
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--checkpoint", type=Path, help="a checkpoint directory of drsta train")
+    source.add_argument("--model", help="a registered model, e.g. models:/drsta@champion or models:/drsta/3")
+    parser.add_argument("--tracking-uri", help="MLflow tracking URI (default: sqlite:///mlflow.db here)")
+    parser.add_argument("--actors", type=int, default=1, help="embedding actors")
+    parser.add_argument("--use-gpu", action="store_true", help="one GPU per embedding actor")
+    parser.add_argument("--address", help="Ray cluster address (default: a local Ray started for this run)")
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    tracking_uri = args.tracking_uri or f"sqlite:///{Path('mlflow.db').resolve()}"
+    if args.checkpoint:
+        program, cfg = checkpoint_program(args.checkpoint)
+    else:
+        program, cfg = registered_program(args.model, tracking_uri)
+    ray.init(address=args.address, ignore_reinit_error=True)
+    try:
+        result = evaluate_program(program, cfg, args.manifest, args.actors, args.use_gpu)
+    finally:
+        ray.shutdown()
+    cmc = result.cmc
+    print(f"evaluate: {result.num_valid_queries} queries ({result.num_skipped_queries} without a match, skipped)")
+    print(f"  mAP {result.mAP:.1%}  rank-1 {cmc[0]:.1%}  rank-5 {cmc[4]:.1%}  rank-10 {cmc[9]:.1%}  "
+          f"rank-20 {cmc[19]:.1%}")  # fmt: skip
+    return {"mAP": result.mAP, "cmc": cmc.tolist()}
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_arguments(parser)
+    run(parser.parse_args(argv))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,371 @@
+"""Train DRSTA with Ray Train (V2): DDP workers over their shards of each epoch's stream, a checkpoint every
+epoch, evaluation every few epochs, MLflow tracking from rank 0, the final model registered.
+
+    drsta train --config configs/cpu_small.yaml --manifest data/synth-ingest [--num-workers 2] [--use-gpu]
+                [--address auto] [--name run-1] [--resume] [--epochs 20] [--tracking-uri http://HEAD:5000]
+
+A run is identified by (train.storage_path, train.name): re-running with --resume continues it from its latest
+checkpoint; a lost worker or node restarts the workers from the latest checkpoint (train.max_failures).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import random
+import tempfile
+import time
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import ray
+import ray.train
+import ray.train.torch
+import torch
+import torch.distributed as dist
+from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
+from ray.train.torch import TorchTrainer
+
+from drsta import viz
+from drsta.config import ExperimentConfig
+from drsta.data.decode import read_clip
+from drsta.data.manifest import fingerprint, read_manifest
+from drsta.data.plan import train_labels
+from drsta.data.sampling import evaluation_indices
+from drsta.engine import build_optimizer, build_scheduler, clips_to_input, embed, retrieval_metrics, train_step
+from drsta.losses import build_objective
+from drsta.model import build_model
+from drsta.model.drsta import DRSTA
+from drsta.ray.stream import ValidBatches, evaluation_stream, train_stream
+from pipelines.tracking import RunTracker, log_model
+
+log = logging.getLogger(__name__)
+
+SCORE = "val/mAP"
+RUN_RECORD = ".drsta-runs"  # under storage_path: the MLflow run id of each Ray Train run, for resuming
+
+
+class TrainLoop:
+    """One worker's side of a run: symmetric train_epoch / validate, save_checkpoint / load_checkpoint."""
+
+    def __init__(self, cfg: ExperimentConfig, mlflow_run_id: str | None) -> None:
+        self.cfg = cfg
+        context = ray.train.get_context()
+        self.rank, self.world_size = context.get_world_rank(), context.get_world_size()
+        self.device = ray.train.torch.get_device()
+        self.size = (cfg.input.height, cfg.input.width)
+        self.tracklets = read_manifest(cfg.data.manifest)
+        self.roles = {t.id: t.role for t in self.tracklets}
+        num_classes = len(train_labels(self.tracklets))
+        torch.manual_seed(cfg.train.model_seed)
+        model = build_model(cfg.model, num_classes if cfg.loss.xent_weight > 0 else None).to(self.device)
+        self.objective = build_objective(cfg.loss, model.embedding_dim, num_classes).to(self.device)
+        self.optimizer = build_optimizer(model, cfg.optim)
+        self.scheduler = build_scheduler(self.optimizer, cfg.optim)
+        self.start_epoch, self.last_eval = 0, {}
+        checkpoint = ray.train.get_checkpoint()
+        if checkpoint:
+            with checkpoint.as_directory() as directory:
+                self.load_checkpoint(Path(directory), model)
+        self.model = ray.train.torch.prepare_model(model)  # DDP when world_size > 1
+        self.amp = cfg.train.amp and self.device.type == "cuda"
+        self.tracker = None
+        if self.rank == 0:
+            self.tracker = RunTracker(
+                cfg.train.tracking_uri, cfg.train.experiment, cfg.train.name, run_id=mlflow_run_id
+            )
+            self.tracker.start()
+
+    @property
+    def module(self) -> DRSTA:
+        return self.model.module if hasattr(self.model, "module") else self.model
+
+    def run(self) -> None:
+        epochs = self.cfg.optim.epochs
+        for epoch in range(self.start_epoch, epochs):
+            metrics = self.train_epoch(epoch)
+            final = epoch == epochs - 1
+            if self.rank == 0 and ((epoch + 1) % self.cfg.train.eval_every == 0 or final):
+                self.last_eval = self.validate(final)
+                metrics |= self.last_eval
+            if self.tracker:
+                self.tracker.log_metrics(metrics, step=epoch)
+            self.scheduler.step()
+            # Ray keeps the best checkpoints by val/mAP: an epoch without evaluation carries the last one (0 before).
+            reported = {SCORE: 0.0} | self.last_eval | metrics | {"epoch": epoch}
+            with tempfile.TemporaryDirectory() as directory:
+                checkpoint = None
+                if self.rank == 0:
+                    self.save_checkpoint(Path(directory), epoch)
+                    checkpoint = ray.train.Checkpoint.from_directory(directory)
+                ray.train.report(reported, checkpoint=checkpoint)
+
+    def train_epoch(self, epoch: int) -> dict[str, float]:
+        self.model.train()
+        self.objective.train()
+        stream = train_stream(self.tracklets, self.cfg.data, self.size, self.cfg.model.num_frames, epoch,
+                              self.rank, self.world_size)  # fmt: skip
+        batches = ValidBatches(stream, self.cfg.data.batch_size_per_worker, fill=True)
+        sums: dict[str, float] = defaultdict(float)
+        steps, clips, start = 0, 0, time.perf_counter()
+        for batch in batches:
+            inputs = clips_to_input(batch["clip"], self.device)
+            labels = torch.as_tensor(batch["label"], device=self.device)
+            if not batch["valid"].any():  # nothing decodable in this batch: keep DDP in step, learn nothing
+                self.objective.eval()
+                parts = train_step(self.model, self.objective, self.optimizer, inputs, labels, self.amp, weight=0.0)
+                self.objective.train()
+            else:
+                parts = train_step(self.model, self.objective, self.optimizer, inputs, labels, self.amp)
+            for name, value in parts.items():
+                sums[name] += float(value)
+            steps, clips = steps + 1, clips + len(labels)
+        elapsed = time.perf_counter() - start
+        totals = self._sum_over_workers([*sums.values(), steps, clips, len(batches.skipped)])
+        *values, steps, clips, skipped = totals
+        metrics = {f"train/{name}": value / max(steps, 1) for name, value in zip(sums, values, strict=True)}
+        metrics["train/lr"] = self.optimizer.param_groups[-1]["lr"]
+        metrics["data/clips_per_s"] = clips / elapsed
+        metrics["data/skipped_clips"] = skipped
+        return metrics
+
+    def validate(self, final: bool) -> dict[str, float]:
+        """Rank 0: embed every query and gallery tracklet, CMC and mAP (and, at the end, the figures)."""
+        model = self.module
+        stream = evaluation_stream(self.tracklets, self.cfg.data, self.size, self.cfg.model.num_frames)
+        embeddings: dict[str, list[torch.Tensor]] = defaultdict(list)
+        pids, camids = {}, {}
+        for batch in ValidBatches(stream, batch_size=16):
+            emb, _ = embed(model, clips_to_input(batch["clip"], self.device), self.amp)
+            for i, tracklet_id in enumerate(batch["id"]):
+                embeddings[str(tracklet_id)].append(emb[i].cpu())
+                pids[str(tracklet_id)], camids[str(tracklet_id)] = int(batch["pid"][i]), int(batch["camid"][i])
+        ids = sorted(embeddings)
+        features = torch.stack([torch.stack(embeddings[i]).mean(dim=0) for i in ids]).numpy()
+        result = retrieval_metrics(features, np.array([pids[i] for i in ids]), np.array([camids[i] for i in ids]),
+                                   [self.roles[i] for i in ids])  # fmt: skip
+        cmc = result.cmc
+        metrics = {SCORE: result.mAP, "val/rank1": cmc[0], "val/rank5": cmc[4], "val/rank10": cmc[9],
+                   "val/rank20": cmc[19], "val/skipped_queries": result.num_skipped_queries}  # fmt: skip
+        if final and self.tracker:
+            self._log_figures(model, result)
+        model.train()
+        return {k: float(v) for k, v in metrics.items()}
+
+    def _log_figures(self, model: DRSTA, result: Any) -> None:
+        self.tracker.log_figure(viz.cmc_figure(result.cmc, label="val", mAP=result.mAP), "cmc.png")
+        queries = [t for t in self.tracklets if t.role == "query"][:3]
+        for tracklet in queries:
+            indices = evaluation_indices(tracklet.num_frames, self.cfg.model.num_frames)[0]
+            frames = read_clip(tracklet.source, tracklet.uri, tracklet.frames, indices, self.size)
+            model.eval()
+            with torch.no_grad():
+                out = model(clips_to_input(frames[None], self.device))
+            name = tracklet.id.replace("/", "_")
+            maps, weights = out.spatial_maps[0].float().cpu().numpy(), out.temporal_weights[0].float().cpu().numpy()
+            self.tracker.log_figure(viz.receptive_fields_figure(frames, maps), f"receptive_fields_{name}.png")
+            self.tracker.log_figure(viz.temporal_weights_figure(frames, weights), f"temporal_weights_{name}.png")
+
+    def save_checkpoint(self, directory: Path, epoch: int) -> None:
+        torch.save(
+            {
+                "model": self.module.state_dict(),
+                "objective": self.objective.state_dict(),
+                "optimizer": self.optimizer.state_dict(),
+                "scheduler": self.scheduler.state_dict(),
+                "epoch": epoch,
+                "last_eval": self.last_eval,
+                "rng": {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()},
+                "config": self.cfg.to_dict(),
+            },
+            directory / "state.pt",
+        )
+
+    def load_checkpoint(self, directory: Path, model: DRSTA) -> None:
+        state = torch.load(directory / "state.pt", map_location=self.device, weights_only=False)
+        model.load_state_dict(state["model"])
+        self.objective.load_state_dict(state["objective"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.start_epoch, self.last_eval = state["epoch"] + 1, state["last_eval"]
+        torch.set_rng_state(state["rng"]["torch"].cpu())
+        np.random.set_state(state["rng"]["numpy"])
+        random.setstate(state["rng"]["python"])
+
+    def _sum_over_workers(self, values: list[float]) -> list[float]:
+        tensor = torch.tensor(values, dtype=torch.float64)
+        if self.world_size > 1 and dist.is_initialized():
+            backend_device = self.device if dist.get_backend() == "nccl" else torch.device("cpu")
+            tensor = tensor.to(backend_device)
+            dist.all_reduce(tensor)
+        return tensor.cpu().tolist()
+
+
+def train_fn_per_worker(config: dict[str, Any]) -> None:
+    """Ray Train's per-worker entry point: the only place a raw dict becomes a typed config."""
+    cfg = ExperimentConfig.from_dict(config["config"])
+    TrainLoop(cfg, config.get("mlflow_run_id")).run()
+
+
+def build_trainer(cfg: ExperimentConfig, mlflow_run_id: str | None, callbacks: list | None = None) -> TorchTrainer:
+    """The TorchTrainer of a run; `pipelines.tune` wraps the same trainer."""
+    resources = {"CPU": cfg.train.cpus_per_worker} | ({"GPU": 1} if cfg.train.use_gpu else {})
+    return TorchTrainer(
+        train_fn_per_worker,
+        train_loop_config={"config": cfg.to_dict(), "mlflow_run_id": mlflow_run_id},
+        scaling_config=ScalingConfig(
+            num_workers=cfg.train.num_workers, use_gpu=cfg.train.use_gpu, resources_per_worker=resources
+        ),
+        run_config=RunConfig(
+            name=cfg.train.name,
+            storage_path=storage_path(cfg),
+            failure_config=FailureConfig(max_failures=cfg.train.max_failures),
+            checkpoint_config=CheckpointConfig(
+                num_to_keep=cfg.train.checkpoints_to_keep,
+                checkpoint_score_attribute=SCORE,
+                checkpoint_score_order="max",
+            ),
+            callbacks=callbacks,
+        ),
+    )
+
+
+def storage_path(cfg: ExperimentConfig) -> str:
+    """An absolute local path (Ray needs one) or the URI as given."""
+    path = cfg.train.storage_path
+    return path if "://" in path else str(Path(path).resolve())
+
+
+def resolve_paths(cfg: ExperimentConfig) -> ExperimentConfig:
+    """Make every local path absolute, so workers in other directories (and nodes) read the same ones."""
+    if cfg.data.manifest is None:
+        raise ValueError("data.manifest is not set: pass --manifest DIR (the output of drsta ingest)")
+    uri = cfg.train.tracking_uri or f"sqlite:///{Path('mlflow.db').resolve()}"
+    return cfg.with_overrides({"data.manifest": str(Path(cfg.data.manifest).resolve()),
+                               "train.storage_path": storage_path(cfg), "train.tracking_uri": uri})  # fmt: skip
+
+
+def train(cfg: ExperimentConfig, resume: bool = False) -> dict[str, Any]:
+    """Run (or resume) a training run on the connected Ray cluster; returns its final metrics and model version."""
+    cfg = resolve_paths(cfg)
+    tracklets = read_manifest(cfg.data.manifest)
+    data_fingerprint = fingerprint(tracklets)
+    record = Path(storage_path(cfg)) / RUN_RECORD / f"{cfg.train.name}.json"
+    run_dir = Path(storage_path(cfg)) / cfg.train.name
+    if run_dir.exists() and not resume:
+        raise ValueError(f"run {cfg.train.name!r} already exists in {run_dir.parent}: pass --resume to continue "
+                         "it, or choose another --name")  # fmt: skip
+    if resume and not run_dir.exists():
+        raise ValueError(f"nothing to resume: no run {cfg.train.name!r} in {run_dir.parent}")
+    previous = json.loads(record.read_text()) if resume and record.exists() else {}
+    tracker = RunTracker(cfg.train.tracking_uri, cfg.train.experiment, cfg.train.name,
+                         run_id=previous.get("mlflow_run_id"), tags={"data_fingerprint": data_fingerprint},
+                         artifact_location=artifact_location(cfg.train.tracking_uri))  # fmt: skip
+    run_id = tracker.start()
+    tracker.log_params(cfg.to_dict())
+    tracker.log_dict(cfg.to_dict(), "config.yaml")
+    record.parent.mkdir(parents=True, exist_ok=True)
+    record.write_text(json.dumps({"mlflow_run_id": run_id}))
+    try:
+        result = build_trainer(cfg, run_id).fit()
+    except Exception:
+        tracker.end("FAILED")
+        raise
+    best = result.get_best_checkpoint(metric=SCORE, mode="max") or result.checkpoint
+    metrics = {k: v for k, v in result.metrics.items() if isinstance(v, int | float)}
+    version = None
+    if cfg.train.registered_model and best is not None:
+        model = load_trained_model(best, cfg)
+        example = torch.rand(1, cfg.model.num_frames, 3, cfg.input.height, cfg.input.width)
+        version = log_model(tracker, model, example, cfg.to_dict(), metrics, data_fingerprint,
+                            registered_name=cfg.train.registered_model)  # fmt: skip
+    tracker.end("FINISHED")
+    return {"metrics": metrics, "mlflow_run_id": run_id, "model_version": version, "path": result.path,
+            "best_checkpoint": best}  # fmt: skip
+
+
+def artifact_location(tracking_uri: str) -> str | None:
+    """Beside a SQLite store, `mlartifacts/` (MLflow would use ./mlruns of whichever process creates the
+    experiment); a tracking server decides for itself (None)."""
+    if not tracking_uri.startswith("sqlite:///"):
+        return None
+    return (Path(tracking_uri.removeprefix("sqlite:///")).parent / "mlartifacts").resolve().as_uri()
+
+
+def load_trained_model(checkpoint: ray.train.Checkpoint, cfg: ExperimentConfig) -> DRSTA:
+    """The model of a training checkpoint, in eval mode on the CPU."""
+    with checkpoint.as_directory() as directory:
+        state = torch.load(Path(directory) / "state.pt", map_location="cpu", weights_only=False)
+    num_classes = len(train_labels(read_manifest(cfg.data.manifest))) if cfg.loss.xent_weight > 0 else None
+    model = build_model(cfg.model, num_classes)
+    model.load_state_dict(state["model"])
+    return model.eval()
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", type=Path, help="experiment YAML (default: the built-in defaults)")
+    parser.add_argument("--manifest", type=Path, help="directory written by drsta ingest (data.manifest)")
+    parser.add_argument("--num-workers", type=int, help="training workers (train.num_workers)")
+    parser.add_argument("--use-gpu", action="store_true", default=None, help="one GPU per worker, NCCL, bf16")
+    parser.add_argument("--epochs", type=int, help="optim.epochs")
+    parser.add_argument("--name", help="run name (train.name)")
+    parser.add_argument("--storage-path", help="checkpoint storage, shared on clusters (train.storage_path)")
+    parser.add_argument("--tracking-uri", help="MLflow tracking URI (train.tracking_uri)")
+    parser.add_argument("--resume", action="store_true", help="continue the run (storage_path, name)")
+    parser.add_argument("--address", help="Ray cluster address (default: a local Ray started for this run)")
+
+
+def config_from_args(args: argparse.Namespace) -> ExperimentConfig:
+    cfg = ExperimentConfig.from_yaml(args.config) if args.config else ExperimentConfig()
+    return cfg.with_overrides(
+        {
+            "data.manifest": str(args.manifest) if args.manifest else None,
+            "train.num_workers": args.num_workers,
+            "train.use_gpu": args.use_gpu,
+            "optim.epochs": args.epochs,
+            "train.name": args.name,
+            "train.storage_path": args.storage_path,
+            "train.tracking_uri": args.tracking_uri,
+        }
+    )
+
+
+def init_ray(address: str | None, cfg: ExperimentConfig) -> None:
+    """Connect to a cluster, or start a local Ray with room for the workers *and* the decode tasks.
+
+    Locally the training workers would otherwise hold every CPU and the data stream could not run: the local
+    Ray gets two logical CPUs beyond the workers' (oversubscribing a small machine a little).
+    """
+    if address:
+        ray.init(address=address)
+        return
+    needed = int(cfg.train.num_workers * cfg.train.cpus_per_worker) + 2
+    ray.init(num_cpus=max(os.cpu_count() or 1, needed), include_dashboard=False)
+
+
+def run(args: argparse.Namespace) -> None:
+    cfg = config_from_args(args)
+    init_ray(args.address, cfg)
+    try:
+        outcome = train(cfg, resume=args.resume)
+    finally:
+        ray.shutdown()
+    metrics = outcome["metrics"]
+    print(f"train: finished {cfg.train.name}: mAP {metrics.get(SCORE, float('nan')):.3f}, "
+          f"rank-1 {metrics.get('val/rank1', float('nan')):.3f}; checkpoints in {outcome['path']}")  # fmt: skip
+    if outcome["model_version"] is not None:
+        print(f"train: registered models:/{cfg.train.registered_model}/{outcome['model_version'].version}")
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_arguments(parser)
+    run(parser.parse_args(argv))
+
+
+if __name__ == "__main__":
+    main()

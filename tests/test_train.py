@@ -1,0 +1,119 @@
+"""Distributed training on a real multi-node Ray cluster: learning, MLflow, the registry, resume, node loss."""
+
+import threading
+import time
+from pathlib import Path
+
+import mlflow
+import pytest
+import torch
+from pipelines.tracking import load_registered
+
+from drsta.config import ExperimentConfig
+from drsta.data.synthetic import SyntheticSpec, generate
+from pipelines.ingest import ingest
+from pipelines.train import SCORE, load_trained_model, train
+
+pytestmark = pytest.mark.integration
+
+TINY = {
+    "model": {"backbone": "tiny", "num_frames": 4, "num_attention_models": 3, "attention_hidden_dim": 16,
+              "embedding_dim": 32, "tiny_trunk_dim": 48},
+    "input": {"height": 64, "width": 40},
+    "loss": {"oim_weight": 1.0, "triplet_weight": 1.0, "diversity_weight": 0.1, "oim_scale": 10.0},
+    "data": {"sampler": "identity", "tracklets_per_id": 2, "batch_size_per_worker": 4, "decode_batch_size": 4,
+             "flip_p": 0.5, "crop_p": 0.0, "erase_p": 0.0},
+    "optim": {"optimizer": "adam", "lr": 3e-3, "trunk_lr_scale": 1.0, "weight_decay": 0.0, "epochs": 6},
+    "train": {"num_workers": 2, "eval_every": 3, "max_failures": 2},
+}  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def manifest(tmp_path_factory, ray_cluster) -> Path:
+    root = tmp_path_factory.mktemp("train-data")
+    spec = SyntheticSpec(seed=5, num_train_ids=8, num_test_ids=6, num_cameras=2, tracklets_per_id_per_camera=2,
+                         min_frames=8, max_frames=16, height=64, width=40, gop=4)  # fmt: skip
+    generate(spec, root / "synth")
+    ingest("videos", root / "synth", root / "ingest")
+    return root / "ingest"
+
+
+def config(manifest: Path, tmp_path: Path, name: str, **overrides) -> ExperimentConfig:
+    cfg = ExperimentConfig.from_dict(TINY).with_overrides(
+        {
+            "data.manifest": str(manifest),
+            "train.name": name,
+            "train.storage_path": str(tmp_path / "ray_results"),
+            "train.tracking_uri": f"sqlite:///{tmp_path / 'mlflow.db'}",
+        }
+    )
+    return cfg.with_overrides(overrides)
+
+
+@pytest.fixture(scope="module")
+def untrained_map(manifest, tmp_path_factory) -> float:
+    """mAP of the tiny model as initialised (one epoch at a learning rate of 1e-9)."""
+    tmp_path = tmp_path_factory.mktemp("untrained")
+    cfg = config(manifest, tmp_path, "untrained", **{"optim.epochs": 1, "optim.lr": 1e-9, "train.eval_every": 1,
+                                                     "train.registered_model": None})  # fmt: skip
+    return train(cfg)["metrics"][SCORE]
+
+
+def test_two_workers_learn_log_to_mlflow_and_register_a_loadable_model(manifest, tmp_path, untrained_map):
+    cfg = config(manifest, tmp_path, "learn")
+    outcome = train(cfg)
+    client = mlflow.MlflowClient(cfg.train.tracking_uri)
+    run = client.get_run(outcome["mlflow_run_id"])
+    losses = [m.value for m in client.get_metric_history(run.info.run_id, "train/loss")]
+    maps = [m.value for m in client.get_metric_history(run.info.run_id, SCORE)]
+    assert len(losses) == 6 and losses[-1] < losses[0]
+    assert len(maps) == 2 and maps[-1] > untrained_map + 0.08, (maps, untrained_map)
+    assert run.data.params["model.num_attention_models"] == "3" and run.data.params["train.num_workers"] == "2"
+    for key in ("train/diversity", "train/hellinger", "train/lr", "data/clips_per_s", "val/rank1", "val/rank20"):
+        assert key in run.data.metrics, key
+    artifacts = {a.path for a in client.list_artifacts(run.info.run_id, "figures")}
+    assert "figures/cmc.png" in artifacts and any("receptive_fields" in a for a in artifacts)
+
+    version = outcome["model_version"]
+    assert version is not None and version.tags["data_fingerprint"]
+    program, metadata = load_registered(f"models:/drsta/{version.version}", cfg.train.tracking_uri, tmp_path / "pulled")
+    trained = load_trained_model(outcome["best_checkpoint"], cfg)
+    clips = torch.rand(3, 4, 3, 64, 40)
+    torch.testing.assert_close(program(clips)["embedding"], trained(clips).embedding)
+    assert metadata["num_frames"] == 4
+
+
+def test_resumed_run_matches_an_uninterrupted_one(manifest, tmp_path):
+    straight = train(config(manifest, tmp_path, "straight", **{"optim.epochs": 4, "train.registered_model": None}))
+    first = config(manifest, tmp_path, "stopped", **{"optim.epochs": 2, "train.registered_model": None})
+    train(first)
+    with pytest.raises(ValueError, match="--resume"):
+        train(first)
+    resumed = train(first.with_overrides({"optim.epochs": 4}), resume=True)
+    for key in ("train/loss", SCORE):
+        assert resumed["metrics"][key] == pytest.approx(straight["metrics"][key], rel=1e-4), key
+    client = mlflow.MlflowClient(first.train.tracking_uri)
+    assert (
+        resumed["mlflow_run_id"]
+        == client.search_runs(
+            [client.get_experiment_by_name("drsta").experiment_id], "attributes.run_name = 'stopped'"
+        )[0].info.run_id
+    )
+
+
+def test_a_lost_node_restarts_the_run_from_its_last_checkpoint(manifest, tmp_path, ray_cluster):
+    cfg = config(manifest, tmp_path, "node-loss", **{"optim.epochs": 5, "train.registered_model": None})
+    outcome: dict = {}
+    runner = threading.Thread(target=lambda: outcome.update(train(cfg)))
+    runner.start()
+    run_dir = Path(cfg.train.storage_path) / "node-loss"
+    deadline = time.time() + 300
+    while not list(run_dir.glob("checkpoint_*")) and time.time() < deadline:
+        time.sleep(0.5)
+    assert list(run_dir.glob("checkpoint_*")), "no checkpoint appeared"
+    victim = next(node for node in ray_cluster.list_all_nodes() if not node.head)
+    ray_cluster.remove_node(victim)
+    ray_cluster.add_node(num_cpus=2)  # room for the restarted workers (and the next tests)
+    runner.join(timeout=600)
+    assert not runner.is_alive()
+    assert outcome["metrics"]["epoch"] == 4
