@@ -7,11 +7,11 @@ from pathlib import Path
 import mlflow
 import pytest
 import torch
-from pipelines.tracking import load_registered
 
 from drsta.config import ExperimentConfig
 from drsta.data.synthetic import SyntheticSpec, generate
 from pipelines.ingest import ingest
+from pipelines.tracking import load_registered
 from pipelines.train import SCORE, load_trained_model, train
 
 pytestmark = pytest.mark.integration
