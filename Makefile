@@ -29,6 +29,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/model.py
 	$(BIN)/python benchmarks/synthetic_baselines.py
 	$(BIN)/python benchmarks/data.py
+	$(BIN)/python benchmarks/train.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache *.egg-info
