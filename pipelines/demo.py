@@ -6,6 +6,7 @@ python -m pipelines.demo [--config configs/default.yaml] [--batch-size 2]
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 from pathlib import Path
 
@@ -57,12 +58,6 @@ def run_demo(cfg: ExperimentConfig, batch_size: int = 2, num_identities: int = 4
     return {"total": loss.item(), **{name: value.item() for name, value in parts.items()}}
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_arguments(parser)
-    run(parser.parse_args(argv))
-
-
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", type=Path, help="experiment YAML (default: the built-in defaults)")
     parser.add_argument("--batch-size", type=int, default=2, help="clips in the batch (global)")
@@ -77,4 +72,6 @@ def run(args: argparse.Namespace) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    from pipelines.cli import main
+
+    main(["demo", *sys.argv[1:]])

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import io
+import sys
 import tempfile
 from collections import defaultdict
 from pathlib import Path
@@ -106,11 +107,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     return {"mAP": result.mAP, "cmc": cmc.tolist()}
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_arguments(parser)
-    run(parser.parse_args(argv))
-
-
 if __name__ == "__main__":
-    main()
+    from pipelines.cli import main
+
+    main(["evaluate", *sys.argv[1:]])

@@ -15,6 +15,7 @@ import hashlib
 import json
 import logging
 import math
+import sys
 from collections import Counter, defaultdict
 from collections.abc import Sequence
 from pathlib import Path
@@ -244,11 +245,7 @@ def run(args: argparse.Namespace) -> None:
         ray.shutdown()
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_arguments(parser)
-    run(parser.parse_args(argv))
-
-
 if __name__ == "__main__":
-    main()
+    from pipelines.cli import main
+
+    main(["ingest", *sys.argv[1:]])

@@ -8,6 +8,7 @@ Then: drsta ingest --dataset videos --root data/synth --out data/synth-ingest
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 from pathlib import Path
 
@@ -53,11 +54,7 @@ def run(args: argparse.Namespace) -> None:
     print(f"synth: wrote {out} (tracklets.csv, videos/{', mars/' if args.mars_layout else ''})")
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_arguments(parser)
-    run(parser.parse_args(argv))
-
-
 if __name__ == "__main__":
-    main()
+    from pipelines.cli import main
+
+    main(["synth", *sys.argv[1:]])

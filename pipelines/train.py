@@ -15,6 +15,7 @@ import json
 import logging
 import os
 import random
+import sys
 import tempfile
 import time
 from collections import defaultdict
@@ -361,11 +362,7 @@ def run(args: argparse.Namespace) -> None:
         print(f"train: registered models:/{cfg.train.registered_model}/{outcome['model_version'].version}")
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_arguments(parser)
-    run(parser.parse_args(argv))
-
-
 if __name__ == "__main__":
-    main()
+    from pipelines.cli import main
+
+    main(["train", *sys.argv[1:]])
