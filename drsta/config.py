@@ -145,11 +145,9 @@ class ExperimentConfig(_Strict):
         return cls.from_dict(data, source=str(path))
 
     def with_overrides(self, overrides: dict[str, Any]) -> ExperimentConfig:
-        """A copy with dotted keys replaced (e.g. {"train.num_workers": 2}); None values are ignored."""
+        """A copy with dotted keys replaced (e.g. {"train.num_workers": 2}), validated again."""
         data = self.to_dict()
         for dotted, value in overrides.items():
-            if value is None:
-                continue
             section, _, key = dotted.partition(".")
             if section not in data or key not in data[section]:
                 raise ValueError(f"unknown config key {dotted!r}")

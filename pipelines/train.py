@@ -28,6 +28,7 @@ import ray.train
 import ray.train.torch
 import torch
 import torch.distributed as dist
+import yaml
 from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
 from ray.train.torch import TorchTrainer
 
@@ -317,22 +318,36 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--storage-path", help="checkpoint storage, shared on clusters (train.storage_path)")
     parser.add_argument("--tracking-uri", help="MLflow tracking URI (train.tracking_uri)")
     parser.add_argument("--resume", action="store_true", help="continue the run (storage_path, name)")
+    parser.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                        help="override any config value, e.g. --set loss.diversity_weight=0 (repeatable)")  # fmt: skip
     parser.add_argument("--address", help="Ray cluster address (default: a local Ray started for this run)")
 
 
 def config_from_args(args: argparse.Namespace) -> ExperimentConfig:
+    """The YAML config (or the defaults), then --set overrides, then the named flags that were given."""
     cfg = ExperimentConfig.from_yaml(args.config) if args.config else ExperimentConfig()
-    return cfg.with_overrides(
-        {
-            "data.manifest": str(args.manifest) if args.manifest else None,
-            "train.num_workers": args.num_workers,
-            "train.use_gpu": args.use_gpu,
-            "optim.epochs": args.epochs,
-            "train.name": args.name,
-            "train.storage_path": args.storage_path,
-            "train.tracking_uri": args.tracking_uri,
-        }
-    )
+    cfg = cfg.with_overrides(parse_settings(args.set))
+    flags = {
+        "data.manifest": str(args.manifest) if args.manifest else None,
+        "train.num_workers": args.num_workers,
+        "train.use_gpu": args.use_gpu,
+        "optim.epochs": args.epochs,
+        "train.name": args.name,
+        "train.storage_path": args.storage_path,
+        "train.tracking_uri": args.tracking_uri,
+    }
+    return cfg.with_overrides({key: value for key, value in flags.items() if value is not None})
+
+
+def parse_settings(settings: list[str]) -> dict[str, Any]:
+    """`--set section.key=value` pairs as overrides; values are read as YAML (0.1, true, null, text)."""
+    overrides = {}
+    for setting in settings:
+        key, sep, value = setting.partition("=")
+        if not sep or "." not in key:
+            raise ValueError(f"--set {setting!r}: expected SECTION.KEY=VALUE, e.g. loss.diversity_weight=0")
+        overrides[key.strip()] = yaml.safe_load(value)
+    return overrides
 
 
 def init_ray(address: str | None, cfg: ExperimentConfig) -> None:

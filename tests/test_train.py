@@ -11,6 +11,7 @@ from ray.util.state import list_actors
 
 from drsta.config import ExperimentConfig
 from drsta.data.synthetic import SyntheticSpec, generate
+from pipelines.evaluate import checkpoint_program, evaluate_program, registered_program
 from pipelines.ingest import ingest
 from pipelines.tracking import load_registered
 from pipelines.train import SCORE, load_trained_model, train
@@ -82,6 +83,14 @@ def test_two_workers_learn_log_to_mlflow_and_register_a_loadable_model(manifest,
     clips = torch.rand(3, 4, 3, 64, 40)
     torch.testing.assert_close(program(clips)["embedding"], trained(clips).embedding)
     assert metadata["num_frames"] == 4
+
+    # drsta evaluate, on the checkpoint and on the registered model (actor pool), agrees with the training run.
+    for program_bytes, model_cfg in (
+        checkpoint_program(Path(outcome["best_checkpoint"].path)),
+        registered_program(f"models:/drsta/{version.version}", cfg.train.tracking_uri),
+    ):
+        result = evaluate_program(program_bytes, model_cfg, manifest, actors=2)
+        assert result.mAP == pytest.approx(outcome["metrics"][SCORE], abs=1e-4)
 
 
 def test_resumed_run_matches_an_uninterrupted_one(manifest, tmp_path):
