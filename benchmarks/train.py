@@ -4,12 +4,14 @@
 
 Without --manifest a synthetic set is generated and ingested first. Each figure is the clips/s of the last
 epoch (steady state: processes up, imports done); the ratio column compares with the plain loop, which
-decodes in one DataLoader worker per training process (as Ray Train's stream runs beside each worker).
+decodes in one DataLoader worker (as Ray Train's stream runs beside each worker) and computes with all cores;
+Ray Train workers get cores // workers CPUs each (torch uses as many threads).
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import tempfile
 import time
 from pathlib import Path
@@ -70,7 +72,10 @@ def plain_loop(cfg: ExperimentConfig, epochs: int) -> float:
 
 
 def ray_train(cfg: ExperimentConfig, workers: int, epochs: int, root: Path) -> float:
-    cfg = cfg.with_overrides({"train.num_workers": workers, "optim.epochs": epochs, "train.eval_every": 1000,
+    # Each worker gets its share of the cores (Ray sets its torch threads to it), as the plain loop has them all.
+    cpus = max(1, (os.cpu_count() or 1) // workers)
+    cfg = cfg.with_overrides({"train.num_workers": workers, "train.cpus_per_worker": cpus, "optim.epochs": epochs,
+                              "train.eval_every": 1000,
                               "train.name": f"bench-{workers}", "train.storage_path": str(root / "ray_results"),
                               "train.tracking_uri": f"sqlite:///{root / 'mlflow.db'}",
                               "train.registered_model": None})  # fmt: skip
