@@ -1,8 +1,9 @@
 """Train DRSTA with Ray Train (V2): DDP workers over their shards of each epoch's stream, a checkpoint every
 epoch, evaluation every few epochs, MLflow tracking from rank 0, the final model registered.
 
-    drsta train --config configs/cpu_small.yaml --manifest data/synth-ingest [--num-workers 2] [--use-gpu]
+    drsta train --config configs/synthetic_cpu.yaml --manifest data/synth-ingest [--num-workers 2] [--use-gpu]
                 [--address auto] [--name run-1] [--resume] [--epochs 20] [--tracking-uri http://HEAD:5000]
+                [--set loss.diversity_weight=0 ...]
 
 A run is identified by (train.storage_path, train.name): re-running with --resume continues it from its latest
 checkpoint; a lost worker or node restarts the workers from the latest checkpoint (train.max_failures).
@@ -12,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import os
 import random
 import sys
@@ -44,8 +44,6 @@ from drsta.model import build_model
 from drsta.model.drsta import DRSTA
 from drsta.ray.stream import ValidBatches, evaluation_stream, train_stream
 from pipelines.tracking import RunTracker, log_model
-
-log = logging.getLogger(__name__)
 
 SCORE = "val/mAP"
 RUN_RECORD = ".drsta-runs"  # under storage_path: the MLflow run id of each Ray Train run, for resuming
