@@ -249,8 +249,13 @@ def resolve_paths(cfg: ExperimentConfig) -> ExperimentConfig:
                                "train.storage_path": storage_path(cfg), "train.tracking_uri": uri})  # fmt: skip
 
 
-def train(cfg: ExperimentConfig, resume: bool = False) -> dict[str, Any]:
-    """Run (or resume) a training run on the connected Ray cluster; returns its final metrics and model version."""
+def train(
+    cfg: ExperimentConfig, resume: bool = False, callbacks: list | None = None, parent_run_id: str | None = None
+) -> dict[str, Any]:
+    """Run (or resume) a training run on the connected Ray cluster; returns its final metrics and model version.
+
+    `callbacks` go to Ray Train (Tune passes its report callback); `parent_run_id` nests the MLflow run.
+    """
     cfg = resolve_paths(cfg)
     tracklets = read_manifest(cfg.data.manifest)
     data_fingerprint = fingerprint(tracklets)
@@ -264,6 +269,7 @@ def train(cfg: ExperimentConfig, resume: bool = False) -> dict[str, Any]:
     previous = json.loads(record.read_text()) if resume and record.exists() else {}
     tracker = RunTracker(cfg.train.tracking_uri, cfg.train.experiment, cfg.train.name,
                          run_id=previous.get("mlflow_run_id"), tags={"data_fingerprint": data_fingerprint},
+                         parent_run_id=parent_run_id,
                          artifact_location=artifact_location(cfg.train.tracking_uri))  # fmt: skip
     run_id = tracker.start()
     tracker.log_params(cfg.to_dict())
@@ -271,7 +277,7 @@ def train(cfg: ExperimentConfig, resume: bool = False) -> dict[str, Any]:
     record.parent.mkdir(parents=True, exist_ok=True)
     record.write_text(json.dumps({"mlflow_run_id": run_id}))
     try:
-        result = build_trainer(cfg, run_id).fit()
+        result = build_trainer(cfg, run_id, callbacks).fit()
     except Exception:
         tracker.end("FAILED")
         raise
@@ -358,7 +364,7 @@ def init_ray(address: str | None, cfg: ExperimentConfig) -> None:
         ray.init(address=address)
         return
     needed = int(cfg.train.num_workers * cfg.train.cpus_per_worker) + 2
-    ray.init(num_cpus=max(os.cpu_count() or 1, needed), include_dashboard=False)
+    ray.init(address="local", num_cpus=max(os.cpu_count() or 1, needed), include_dashboard=False)
 
 
 def run(args: argparse.Namespace) -> None:

@@ -33,6 +33,9 @@ def export_model(model: DRSTA, example_clips: torch.Tensor, dynamic_batch: bool 
 
     With `dynamic_batch` the program accepts any batch size B ≥ 1; N, H and W stay those of the example.
     """
+    if dynamic_batch and example_clips.shape[0] == 1:
+        # torch.export specialises a batch of one to the constant 1 and then refuses the dynamic dimension.
+        example_clips = example_clips.expand(2, *example_clips.shape[1:])
     model.eval()
     wrapper = _InferenceOutputs(model).eval()
     dynamic_shapes = ({0: torch.export.Dim("batch", min=1, max=4096)},) if dynamic_batch else None
