@@ -7,9 +7,17 @@ from __future__ import annotations
 
 import argparse
 
-from pipelines import demo, evaluate, ingest, synth, train
+from pipelines import demo, evaluate, ingest, models, synth, train, tune
 
-COMMANDS = {"demo": demo, "synth": synth, "ingest": ingest, "train": train, "evaluate": evaluate}
+COMMANDS = {
+    "demo": demo,
+    "synth": synth,
+    "ingest": ingest,
+    "train": train,
+    "evaluate": evaluate,
+    "tune": tune,
+    "models": models,
+}
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -54,6 +54,7 @@ def ingest(
     min_frames: int = 1,
 ) -> dict[str, Any]:
     """Ingest `dataset` from `root` into `out` (see the module docstring); returns the report."""
+    root, out = Path(root), Path(out)
     if dataset not in READERS:
         raise ValueError(f"unknown dataset {dataset!r}; choose one of {sorted(READERS)}")
     if not 0 <= max_bad_fraction <= 1:

@@ -47,6 +47,9 @@ from pipelines.tracking import RunTracker, log_model
 
 SCORE = "val/mAP"
 RUN_RECORD = ".drsta-runs"  # under storage_path: the MLflow run id of each Ray Train run, for resuming
+# Ray Train gives a worker group 60 s to start; on a small, busy machine (several trials' workers importing
+# torch at once) that is not enough and the run fails with WorkerGroupStartupTimeoutError.
+WORKER_START_TIMEOUT = "RAY_TRAIN_WORKER_GROUP_START_TIMEOUT_S"
 
 
 class TrainLoop:
@@ -66,7 +69,7 @@ class TrainLoop:
         self.objective = build_objective(cfg.loss, model.embedding_dim, num_classes).to(self.device)
         self.optimizer = build_optimizer(model, cfg.optim)
         self.scheduler = build_scheduler(self.optimizer, cfg.optim)
-        self.start_epoch, self.last_eval = 0, {}
+        self.start_epoch = 0
         checkpoint = ray.train.get_checkpoint()
         if checkpoint:
             with checkpoint.as_directory() as directory:
@@ -90,13 +93,13 @@ class TrainLoop:
             metrics = self.train_epoch(epoch)
             final = epoch == epochs - 1
             if self.rank == 0 and ((epoch + 1) % self.cfg.train.eval_every == 0 or final):
-                self.last_eval = self.validate(final)
-                metrics |= self.last_eval
+                metrics |= self.validate(final)
             if self.tracker:
                 self.tracker.log_metrics(metrics, step=epoch)
             self.scheduler.step()
-            # Ray keeps the best checkpoints by val/mAP: an epoch without evaluation carries the last one (0 before).
-            reported = {SCORE: 0.0} | self.last_eval | metrics | {"epoch": epoch}
+            # Ray keeps the best checkpoints by val/mAP (and always the latest): a checkpoint of an epoch without
+            # evaluation scores -1, so it never passes for the best one.
+            reported = {SCORE: -1.0} | metrics | {"epoch": epoch}
             with tempfile.TemporaryDirectory() as directory:
                 checkpoint = None
                 if self.rank == 0:
@@ -178,7 +181,6 @@ class TrainLoop:
                 "optimizer": self.optimizer.state_dict(),
                 "scheduler": self.scheduler.state_dict(),
                 "epoch": epoch,
-                "last_eval": self.last_eval,
                 "rng": {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()},
                 "config": self.cfg.to_dict(),
             },
@@ -191,7 +193,7 @@ class TrainLoop:
         self.objective.load_state_dict(state["objective"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
-        self.start_epoch, self.last_eval = state["epoch"] + 1, state["last_eval"]
+        self.start_epoch = state["epoch"] + 1
         torch.set_rng_state(state["rng"]["torch"].cpu())
         np.random.set_state(state["rng"]["numpy"])
         random.setstate(state["rng"]["python"])
@@ -363,8 +365,10 @@ def init_ray(address: str | None, cfg: ExperimentConfig) -> None:
     if address:
         ray.init(address=address)
         return
+    os.environ.setdefault(WORKER_START_TIMEOUT, "600")  # inherited by the local Ray's processes
     needed = int(cfg.train.num_workers * cfg.train.cpus_per_worker) + 2
-    ray.init(address="local", num_cpus=max(os.cpu_count() or 1, needed), include_dashboard=False)
+    # Keep the dashboard: it serves the State API that Ray Train uses to watch (and clean up after) its runs.
+    ray.init(address="local", num_cpus=max(os.cpu_count() or 1, needed))
 
 
 def run(args: argparse.Namespace) -> None:

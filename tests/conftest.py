@@ -26,6 +26,7 @@ def ray_cluster():
     import ray
     from ray.cluster_utils import Cluster
 
+    os.environ.setdefault("RAY_TRAIN_WORKER_GROUP_START_TIMEOUT_S", "600")  # a busy 2-core machine starts slowly
     cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1})
     cluster.add_node(num_cpus=2)
     cluster.add_node(num_cpus=2)
@@ -34,3 +35,17 @@ def ray_cluster():
     yield cluster
     ray.shutdown()
     cluster.shutdown()
+
+
+@pytest.fixture(scope="session")
+def manifest(tmp_path_factory, ray_cluster):
+    """A small synthetic set (8 training, 6 test identities, 2 cameras, 64×40 frames), ingested."""
+    from drsta.data.synthetic import SyntheticSpec, generate
+    from pipelines.ingest import ingest
+
+    root = tmp_path_factory.mktemp("synthetic-set")
+    spec = SyntheticSpec(seed=5, num_train_ids=8, num_test_ids=6, num_cameras=2, tracklets_per_id_per_camera=2,
+                         min_frames=8, max_frames=16, height=64, width=40, gop=4)  # fmt: skip
+    generate(spec, root / "synth")
+    ingest("videos", root / "synth", root / "ingest")
+    return root / "ingest"

@@ -1,0 +1,216 @@
+"""Sweep K, σ, λ (and whatever else a space names) with Ray Tune; every trial is a distributed training run.
+
+    drsta tune --space tune_spaces/default.yaml --manifest data/synth-ingest [--num-samples 32]
+               [--max-concurrent 4] [--name sweep-1] [--address auto] [--tracking-uri URI]
+    drsta tune --space ... --manifest ... --name sweep-1 --resume      # after the driver was killed
+
+Each trial is a Tune function trainable that drives its own TorchTrainer (`pipelines.train.build_trainer`)
+and forwards the reports with `TuneReportCallback`; ASHA stops weak trials on val/mAP. MLflow gets one
+parent run per sweep and a child run per trial. The best trial's model is registered and becomes the
+`champion` alias only if it beats the current champion evaluated on the same data (the old one becomes
+`previous`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+import mlflow
+import ray
+import ray.train
+import ray.tune
+import torch
+from ray.tune.integration.ray_train import TuneReportCallback
+from ray.tune.schedulers import ASHAScheduler
+from ray.tune.search.optuna import OptunaSearch
+
+from drsta.config import ExperimentConfig
+from drsta.data.manifest import fingerprint, read_manifest
+from drsta.search_space import Distribution, SearchSpace
+from pipelines.models import promote
+from pipelines.tracking import RunTracker, log_model
+from pipelines.train import SCORE, artifact_location, load_trained_model, resolve_paths, storage_path, train
+
+TRIALS_DIR = "trials"
+# A trial only drives its TorchTrainer (its workers hold the CPUs): a sliver of a CPU, so that concurrent
+# trials' drivers never take the CPUs their own workers wait for (Tune needs some resource per trial).
+TRIAL_DRIVER = {"CPU": 0.01}
+
+
+def trial(config: dict[str, Any]) -> None:
+    """A Tune trial: the base config with this trial's sampled values, trained on its own Ray Train workers."""
+    cfg = ExperimentConfig.from_dict(config["base"]).with_overrides(config["params"])
+    trial_id = ray.tune.get_context().get_trial_id()  # stable across Tuner.restore: names the Train run
+    cfg = cfg.with_overrides({"train.name": f"{config['sweep']}-{trial_id}", "train.registered_model": None})
+    resume = (Path(cfg.train.storage_path) / cfg.train.name).exists()  # a restored sweep continues the trial
+    train(cfg, resume=resume, callbacks=[TuneReportCallback()], parent_run_id=config["parent_run_id"])
+
+
+def tune_distribution(distribution: Distribution, grid: bool) -> Any:
+    """The Ray Tune sampler of a validated distribution."""
+    if distribution.choice is not None:
+        return ray.tune.grid_search(distribution.choice) if grid else ray.tune.choice(distribution.choice)
+    low, high = getattr(distribution, distribution.kind)
+    return {"uniform": ray.tune.uniform, "loguniform": ray.tune.loguniform, "randint": ray.tune.randint}[
+        distribution.kind
+    ](low, high)
+
+
+def build_tuner(space: SearchSpace, base: ExperimentConfig, sweep: str, parent_run_id: str | None) -> ray.tune.Tuner:
+    grid = space.searcher == "grid"
+    param_space = {
+        "base": base.to_dict(),
+        "sweep": sweep,
+        "parent_run_id": parent_run_id,
+        "params": {key: tune_distribution(d, grid) for key, d in space.params.items()},
+    }
+    return ray.tune.Tuner(
+        ray.tune.with_resources(trial, TRIAL_DRIVER),
+        param_space=param_space,
+        tune_config=tune_config(space, base),
+        run_config=ray.tune.RunConfig(name=sweep, storage_path=str(Path(storage_path(base)) / TRIALS_DIR)),
+    )
+
+
+def tune_config(space: SearchSpace, base: ExperimentConfig) -> ray.tune.TuneConfig:
+    scheduler = ASHAScheduler(time_attr="training_iteration", max_t=base.optim.epochs,
+                              grace_period=space.scheduler.grace_period,
+                              reduction_factor=space.scheduler.reduction_factor)  # fmt: skip
+    searcher = OptunaSearch(seed=space.seed) if space.searcher == "optuna" else None
+    return ray.tune.TuneConfig(
+        metric=SCORE,
+        mode="max",
+        num_samples=1 if space.searcher == "grid" else space.num_samples,
+        max_concurrent_trials=space.max_concurrent,
+        scheduler=scheduler,
+        search_alg=searcher,
+    )
+
+
+def sweep(
+    space_path: Path, manifest: Path, name: str, resume: bool = False, overrides: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """Run (or resume) a sweep on the connected Ray cluster; returns the best trial and the promotion outcome."""
+    space, base = SearchSpace.from_yaml(space_path)
+    base = resolve_paths(base.with_overrides({"data.manifest": str(manifest)} | (overrides or {})))
+    trials_path = Path(storage_path(base)) / TRIALS_DIR / name
+    if trials_path.exists() and not resume:
+        raise ValueError(f"sweep {name!r} already exists in {trials_path.parent}: pass --resume or another --name")
+    if resume and not ray.tune.Tuner.can_restore(str(trials_path)):
+        raise ValueError(f"nothing to resume: no sweep {name!r} in {trials_path.parent}")
+    parent = parent_run(base, name, space_path, space)
+    if resume:
+        tuner = ray.tune.Tuner.restore(str(trials_path), ray.tune.with_resources(trial, TRIAL_DRIVER),
+                                       resume_unfinished=True, resume_errored=True)  # fmt: skip
+    else:
+        tuner = build_tuner(space, base, name, parent.info.run_id)
+    results = tuner.fit()
+    best = results.get_best_result(metric=SCORE, mode="max", scope="all")
+    client = mlflow.MlflowClient(base.train.tracking_uri)
+    summary = {"best_trial": best.path, "best_metrics": {k: v for k, v in best.metrics.items()
+                                                         if isinstance(v, int | float)}}  # fmt: skip
+    for key, value in summary["best_metrics"].items():
+        if key.startswith("val/"):
+            client.log_metric(parent.info.run_id, f"best/{key}", value)
+    client.log_figure(parent.info.run_id, sweep_figure(results.get_dataframe(), list(space.params)),
+                      "figures/sweep.png")  # fmt: skip
+    close_stopped_trials(client, parent.info.run_id)
+    if base.train.registered_model:
+        summary |= register_best(best, base, parent.info.run_id, manifest)
+    client.set_terminated(parent.info.run_id, "FINISHED")
+    return summary
+
+
+def register_best(best: Any, base: ExperimentConfig, parent_run_id: str, manifest: Path) -> dict[str, Any]:
+    """Register the best trial's model under the sweep's run, then promote it if it beats the champion."""
+    cfg = ExperimentConfig.from_dict(best.config["base"]).with_overrides(best.config["params"])
+    checkpoint = ray.train.Checkpoint(best.metrics["checkpoint_path"])
+    model = load_trained_model(checkpoint, cfg)
+    tracker = RunTracker(base.train.tracking_uri, base.train.experiment, "sweep", run_id=parent_run_id)
+    tracker.start()
+    example = torch.rand(1, cfg.model.num_frames, 3, cfg.input.height, cfg.input.width)
+    metrics = {k: v for k, v in best.metrics.items() if k.startswith("val/")}
+    version = log_model(tracker, model, example, cfg.to_dict(), metrics, fingerprint(read_manifest(manifest)),
+                        registered_name=base.train.registered_model)  # fmt: skip
+    if version is None:
+        return {"model_version": None, "promotion": None}
+    promotion = promote(base.train.registered_model, int(version.version), manifest, base.train.tracking_uri)
+    return {"model_version": int(version.version), "promotion": promotion}
+
+
+def close_stopped_trials(client: mlflow.MlflowClient, parent_run_id: str) -> None:
+    """Mark child runs of trials that ASHA stopped (their driver was killed mid-run) as KILLED."""
+    parent = client.get_run(parent_run_id)
+    children = client.search_runs([parent.info.experiment_id], f"tags.mlflow.parentRunId = '{parent_run_id}'")
+    for child in children:
+        if child.info.status == "RUNNING":
+            client.set_terminated(child.info.run_id, "KILLED")
+
+
+def sweep_figure(frame: Any, keys: list[str]) -> Any:
+    """val/mAP of every trial against each searched value."""
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(4 * len(keys), 3.2))
+    for ax, key in zip(fig.subplots(1, len(keys), squeeze=False)[0], keys, strict=True):
+        column = f"config/params/{key}"
+        if column in frame and SCORE in frame:
+            ax.scatter(frame[column], frame[SCORE])
+        ax.set_xlabel(key)
+        ax.set_ylabel(SCORE)
+        if key in ("model.sigma", "loss.diversity_weight", "optim.lr", "optim.weight_decay"):
+            ax.set_xscale("log")
+    fig.tight_layout()
+    return fig
+
+
+def parent_run(base: ExperimentConfig, name: str, space_path: Path, space: SearchSpace) -> Any:
+    """The sweep's MLflow run (found again by its name when the sweep resumes)."""
+    client = mlflow.MlflowClient(base.train.tracking_uri)
+    experiment = client.get_experiment_by_name(base.train.experiment)
+    if experiment is None:
+        experiment_id = client.create_experiment(base.train.experiment, artifact_location(base.train.tracking_uri))
+    else:
+        experiment_id = experiment.experiment_id
+    found = client.search_runs([experiment_id], f"tags.drsta_sweep = '{name}'")
+    if found:
+        client.update_run(found[0].info.run_id, status="RUNNING")
+        return found[0]
+    run = client.create_run(experiment_id, run_name=name, tags={"drsta_sweep": name,
+                            "data_fingerprint": fingerprint(read_manifest(base.data.manifest))})  # fmt: skip
+    client.log_param(run.info.run_id, "space", str(space_path))
+    client.log_param(run.info.run_id, "searcher", space.searcher)
+    client.log_param(run.info.run_id, "scheduler", f"asha(grace={space.scheduler.grace_period}, "
+                     f"eta={space.scheduler.reduction_factor}, max_t={base.optim.epochs})")  # fmt: skip
+    client.log_dict(run.info.run_id, space.model_dump(mode="json"), "space.yaml")
+    return run
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--space", type=Path, required=True, help="a search space, e.g. tune_spaces/default.yaml")
+    parser.add_argument("--manifest", type=Path, required=True, help="directory written by drsta ingest")
+    parser.add_argument("--name", default="sweep", help="sweep name; with --resume, the sweep to continue")
+    parser.add_argument("--resume", action="store_true", help="continue a sweep whose driver stopped")
+    parser.add_argument("--tracking-uri", help="MLflow tracking URI (default: sqlite:///mlflow.db here)")
+    parser.add_argument("--storage-path", help="checkpoint and trial storage (shared on clusters)")
+    parser.add_argument("--address", help="Ray cluster address (default: a local Ray started for this run)")
+
+
+def run(args: argparse.Namespace) -> None:
+    overrides = {key: value for key, value in {"train.tracking_uri": args.tracking_uri,
+                                               "train.storage_path": args.storage_path}.items() if value}  # fmt: skip
+    ray.init(address=args.address)
+    try:
+        summary = sweep(args.space, args.manifest, args.name, args.resume, overrides)
+    finally:
+        ray.shutdown()
+    print(f"tune: best trial {summary['best_trial']}: mAP {summary['best_metrics'].get(SCORE, float('nan')):.3f}")
+
+
+if __name__ == "__main__":
+    from pipelines.cli import main
+
+    main(["tune", *sys.argv[1:]])
