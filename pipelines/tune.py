@@ -117,7 +117,7 @@ def sweep(
             client.log_metric(parent.info.run_id, f"best/{key}", value)
     client.log_figure(parent.info.run_id, sweep_figure(results.get_dataframe(), list(space.params)),
                       "figures/sweep.png")  # fmt: skip
-    close_stopped_trials(client, parent.info.run_id)
+    close_stopped_trials(client, parent.info.run_id, name, results)
     if base.train.registered_model:
         summary |= register_best(best, base, parent.info.run_id, manifest)
     client.set_terminated(parent.info.run_id, "FINISHED")
@@ -141,12 +141,18 @@ def register_best(best: Any, base: ExperimentConfig, parent_run_id: str, manifes
     return {"model_version": int(version.version), "promotion": promotion}
 
 
-def close_stopped_trials(client: mlflow.MlflowClient, parent_run_id: str) -> None:
-    """Mark child runs of trials that ASHA stopped (their driver was killed mid-run) as KILLED."""
+def close_stopped_trials(client: mlflow.MlflowClient, parent_run_id: str, sweep: str, results: Any) -> None:
+    """Mark the child runs of trials that ASHA stopped as KILLED.
+
+    Tune stops a trial by interrupting its driver, so its MLflow run was left RUNNING or ended as FAILED;
+    a trial without an error in Tune's results that is not FINISHED was stopped early, not broken.
+    """
     parent = client.get_run(parent_run_id)
     children = client.search_runs([parent.info.experiment_id], f"tags.mlflow.parentRunId = '{parent_run_id}'")
-    for child in children:
-        if child.info.status == "RUNNING":
+    by_name = {child.info.run_name: child for child in children}
+    for result in results:
+        child = by_name.get(f"{sweep}-{result.metrics.get('trial_id')}")
+        if child is not None and result.error is None and child.info.status != "FINISHED":
             client.set_terminated(child.info.run_id, "KILLED")
 
 
