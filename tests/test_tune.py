@@ -6,13 +6,14 @@ from pathlib import Path
 import mlflow
 import pytest
 import ray
+import ray.tune
 import torch
 
 from drsta.model import build_model
 from drsta.search_space import SearchSpace
 from pipelines.models import promote
 from pipelines.tracking import RunTracker, get_alias_version, log_model
-from pipelines.tune import sweep
+from pipelines.tune import sweep, tune_config, tune_distribution
 
 pytestmark = pytest.mark.integration
 
@@ -52,3 +53,21 @@ def test_smoke_sweep_stops_some_trials_early_and_promotes_the_best(manifest, tmp
     assert not outcome["promoted"] and outcome["mAP"] < outcome["champion_mAP"]
     assert get_alias_version("drsta", "champion", uri) == summary["model_version"]
     assert get_alias_version("drsta", "previous", uri) is None
+
+
+def test_optuna_searcher_samples_the_default_space(ray_cluster, tmp_path):
+    """Ray's Optuna wrapper with the pinned Optuna release, on the default space's distributions."""
+    space, base = SearchSpace.from_yaml(SMOKE.parent / "default.yaml")
+    config = tune_config(space, base)
+    config.num_samples, config.max_concurrent_trials, config.scheduler = 4, 2, None
+
+    def fake_trial(config: dict) -> None:
+        params = config["params"]
+        ray.tune.report({"val/mAP": 1 / (1 + abs(params["model.sigma"] - 1))})
+
+    param_space = {"params": {key: tune_distribution(d, grid=False) for key, d in space.params.items()}}
+    run_config = ray.tune.RunConfig(storage_path=str(tmp_path))
+    results = ray.tune.Tuner(fake_trial, param_space=param_space, tune_config=config, run_config=run_config).fit()
+    assert len(results) == 4 and not [r.error for r in results if r.error]
+    for result in results:
+        base.with_overrides(result.config["params"])  # every sample is a valid config
