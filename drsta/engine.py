@@ -7,7 +7,8 @@ of Ray or MLflow.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterable
+from collections import defaultdict
+from collections.abc import Iterable, Mapping
 
 import numpy as np
 import torch
@@ -101,3 +102,25 @@ def retrieval_metrics(
         raise ValueError("evaluation needs both query and gallery tracklets")
     dist = torch.cdist(features[query], features[gallery]).numpy()
     return evaluate_detailed(dist, pids[query], pids[gallery], camids[query], camids[gallery])
+
+
+class TrackletEmbeddings:
+    """Collects clip embeddings per tracklet; a tracklet's descriptor is the mean of its clips' embeddings."""
+
+    def __init__(self) -> None:
+        self._clips: dict[str, list[np.ndarray]] = defaultdict(list)
+        self._labels: dict[str, tuple[int, int]] = {}
+
+    def add(self, ids: Iterable, embeddings: np.ndarray, pids: Iterable, camids: Iterable) -> None:
+        """Add a batch: ids (B,), embeddings (B, E), pids (B,), camids (B,)."""
+        for tracklet_id, embedding, pid, camid in zip(ids, embeddings, pids, camids, strict=True):
+            self._clips[str(tracklet_id)].append(np.asarray(embedding))
+            self._labels[str(tracklet_id)] = int(pid), int(camid)
+
+    def score(self, roles: Mapping[str, str]) -> RetrievalResult:
+        """CMC/mAP of the collected tracklets, query against gallery (`roles` maps id -> role)."""
+        ids = sorted(self._clips)
+        features = np.stack([np.mean(self._clips[i], axis=0) for i in ids])
+        pids = np.array([self._labels[i][0] for i in ids])
+        camids = np.array([self._labels[i][1] for i in ids])
+        return retrieval_metrics(features, pids, camids, [roles[i] for i in ids])

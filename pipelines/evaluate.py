@@ -14,23 +14,21 @@ import argparse
 import io
 import sys
 import tempfile
-from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import ray
 import torch
 
 from drsta.config import ExperimentConfig
 from drsta.data.manifest import read_manifest
-from drsta.engine import retrieval_metrics
+from drsta.engine import TrackletEmbeddings
 from drsta.metrics import RetrievalResult
 from drsta.model import build_model
 from drsta.model.export import export_model
 from drsta.ray.embed import embed_dataset
 from drsta.ray.stream import evaluation_stream
-from pipelines.tracking import load_registered
+from pipelines.tracking import default_tracking_uri, load_registered
 
 
 def evaluate_program(
@@ -41,17 +39,11 @@ def evaluate_program(
     roles = {t.id: t.role for t in tracklets}
     size = (cfg.input.height, cfg.input.width)
     clips = evaluation_stream(tracklets, cfg.data, size, cfg.model.num_frames)
-    embeddings: dict[str, list[np.ndarray]] = defaultdict(list)
-    labels: dict[str, tuple[int, int]] = {}
+    collected = TrackletEmbeddings()
     for batch in embed_dataset(clips, program_bytes, actors, use_gpu).iter_batches(batch_format="numpy"):
-        for i in np.flatnonzero(batch["valid"]):
-            tracklet_id = str(batch["id"][i])
-            embeddings[tracklet_id].append(batch["embedding"][i])
-            labels[tracklet_id] = int(batch["pid"][i]), int(batch["camid"][i])
-    ids = sorted(embeddings)
-    features = np.stack([np.mean(embeddings[i], axis=0) for i in ids])
-    pids, camids = (np.array([labels[i][k] for i in ids]) for k in (0, 1))
-    return retrieval_metrics(features, pids, camids, [roles[i] for i in ids])
+        valid = batch["valid"]
+        collected.add(batch["id"][valid], batch["embedding"][valid], batch["pid"][valid], batch["camid"][valid])
+    return collected.score(roles)
 
 
 def checkpoint_program(checkpoint_dir: Path) -> tuple[bytes, ExperimentConfig]:
@@ -90,7 +82,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
-    tracking_uri = args.tracking_uri or f"sqlite:///{Path('mlflow.db').resolve()}"
+    tracking_uri = default_tracking_uri(args.tracking_uri)
     if args.checkpoint:
         program, cfg = checkpoint_program(args.checkpoint)
     else:

@@ -20,7 +20,7 @@ import ray
 
 from drsta.data.manifest import fingerprint, read_manifest
 from pipelines.evaluate import evaluate_program, registered_program
-from pipelines.tracking import get_alias_version, set_alias
+from pipelines.tracking import default_tracking_uri, get_alias_version, set_alias
 
 PROTOCOL = "cmc-map/same-camera-ignored/chunk-middle-frames"
 
@@ -72,7 +72,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> None:
-    tracking_uri = args.tracking_uri or f"sqlite:///{Path('mlflow.db').resolve()}"
+    tracking_uri = default_tracking_uri(args.tracking_uri)
     if args.action == "list":
         for row in list_models(args.name, tracking_uri):
             print(

@@ -212,7 +212,7 @@ class RunTracker:
         if self.parent_run_id is not None:
             tags[MLFLOW_PARENT_RUN_ID] = self.parent_run_id
         if self._run_id is None:
-            experiment_id = _get_or_create_experiment(client, self.experiment, self.artifact_location)
+            experiment_id = get_or_create_experiment(client, self.experiment, self.artifact_location)
             run = client.create_run(experiment_id, tags=tags, run_name=self.run_name)
             self._run_id = run.info.run_id
         else:
@@ -457,7 +457,14 @@ def _get_registered_model(client: MlflowClient, name: str) -> RegisteredModel:
     raise ValueError(f"no registered model {name!r}; registered models: {names or 'none'}")
 
 
-def _get_or_create_experiment(client: MlflowClient, name: str, artifact_location: str | None) -> str:
+def default_tracking_uri(tracking_uri: str | None) -> str:
+    """The given URI, or a SQLite store `mlflow.db` in the working directory (as an absolute path, so that
+    Ray workers started elsewhere use the same file)."""
+    return tracking_uri or f"sqlite:///{Path('mlflow.db').resolve()}"
+
+
+def get_or_create_experiment(client: MlflowClient, name: str, artifact_location: str | None) -> str:
+    """The id of experiment `name`, created (with `artifact_location`) if it does not exist yet."""
     experiment = client.get_experiment_by_name(name)
     if experiment is not None:
         return experiment.experiment_id

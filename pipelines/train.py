@@ -38,12 +38,12 @@ from drsta.data.decode import read_clip
 from drsta.data.manifest import fingerprint, read_manifest
 from drsta.data.plan import train_labels
 from drsta.data.sampling import evaluation_indices
-from drsta.engine import build_optimizer, build_scheduler, clips_to_input, embed, retrieval_metrics, train_step
+from drsta.engine import TrackletEmbeddings, build_optimizer, build_scheduler, clips_to_input, embed, train_step
 from drsta.losses import build_objective
 from drsta.model import build_model
 from drsta.model.drsta import DRSTA
 from drsta.ray.stream import ValidBatches, evaluation_stream, train_stream
-from pipelines.tracking import RunTracker, log_model
+from pipelines.tracking import RunTracker, default_tracking_uri, log_model
 
 SCORE = "val/mAP"
 RUN_RECORD = ".drsta-runs"  # under storage_path: the MLflow run id of each Ray Train run, for resuming
@@ -140,17 +140,11 @@ class TrainLoop:
         """Rank 0: embed every query and gallery tracklet, CMC and mAP (and, at the end, the figures)."""
         model = self.module
         stream = evaluation_stream(self.tracklets, self.cfg.data, self.size, self.cfg.model.num_frames)
-        embeddings: dict[str, list[torch.Tensor]] = defaultdict(list)
-        pids, camids = {}, {}
+        collected = TrackletEmbeddings()
         for batch in ValidBatches(stream, batch_size=16):
             emb, _ = embed(model, clips_to_input(batch["clip"], self.device), self.amp)
-            for i, tracklet_id in enumerate(batch["id"]):
-                embeddings[str(tracklet_id)].append(emb[i].cpu())
-                pids[str(tracklet_id)], camids[str(tracklet_id)] = int(batch["pid"][i]), int(batch["camid"][i])
-        ids = sorted(embeddings)
-        features = torch.stack([torch.stack(embeddings[i]).mean(dim=0) for i in ids]).numpy()
-        result = retrieval_metrics(features, np.array([pids[i] for i in ids]), np.array([camids[i] for i in ids]),
-                                   [self.roles[i] for i in ids])  # fmt: skip
+            collected.add(batch["id"], emb.cpu().numpy(), batch["pid"], batch["camid"])
+        result = collected.score(self.roles)
         cmc = result.cmc
         metrics = {SCORE: result.mAP, "val/rank1": cmc[0], "val/rank5": cmc[4], "val/rank10": cmc[9],
                    "val/rank20": cmc[19], "val/skipped_queries": result.num_skipped_queries}  # fmt: skip
@@ -246,7 +240,7 @@ def resolve_paths(cfg: ExperimentConfig) -> ExperimentConfig:
     """Make every local path absolute, so workers in other directories (and nodes) read the same ones."""
     if cfg.data.manifest is None:
         raise ValueError("data.manifest is not set: pass --manifest DIR (the output of drsta ingest)")
-    uri = cfg.train.tracking_uri or f"sqlite:///{Path('mlflow.db').resolve()}"
+    uri = default_tracking_uri(cfg.train.tracking_uri)
     return cfg.with_overrides({"data.manifest": str(Path(cfg.data.manifest).resolve()),
                                "train.storage_path": storage_path(cfg), "train.tracking_uri": uri})  # fmt: skip
 

@@ -31,7 +31,7 @@ from drsta.config import ExperimentConfig
 from drsta.data.manifest import fingerprint, read_manifest
 from drsta.search_space import Distribution, SearchSpace
 from pipelines.models import promote
-from pipelines.tracking import RunTracker, log_model
+from pipelines.tracking import RunTracker, get_or_create_experiment, log_model
 from pipelines.train import SCORE, artifact_location, load_trained_model, resolve_paths, storage_path, train
 
 TRIALS_DIR = "trials"
@@ -176,11 +176,7 @@ def sweep_figure(frame: Any, keys: list[str]) -> Any:
 def parent_run(base: ExperimentConfig, name: str, space_path: Path, space: SearchSpace) -> Any:
     """The sweep's MLflow run (found again by its name when the sweep resumes)."""
     client = mlflow.MlflowClient(base.train.tracking_uri)
-    experiment = client.get_experiment_by_name(base.train.experiment)
-    if experiment is None:
-        experiment_id = client.create_experiment(base.train.experiment, artifact_location(base.train.tracking_uri))
-    else:
-        experiment_id = experiment.experiment_id
+    experiment_id = get_or_create_experiment(client, base.train.experiment, artifact_location(base.train.tracking_uri))
     found = client.search_runs([experiment_id], f"tags.drsta_sweep = '{name}'")
     if found:
         client.update_run(found[0].info.run_id, status="RUNNING")

@@ -5,8 +5,9 @@ Only the requested frames are decoded, then resized to the model's input (biline
 
 from __future__ import annotations
 
+import contextlib
 import math
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -164,24 +165,26 @@ def _resize(image: Image.Image, size: tuple[int, int]) -> np.ndarray:
     return np.asarray(image)
 
 
-def _load_image(path: str) -> Image.Image:
+@contextlib.contextmanager
+def _open_image(path: str) -> Iterator[Image.Image]:
+    """PIL's image at `path` (lazily: the header only until pixels are asked for); errors as DecodeError."""
     try:
         with Image.open(path) as image:
-            return image.convert("RGB")
+            yield image
     except FileNotFoundError:
         raise DecodeError(f"{path}: frame file not found") from None
     except OSError as err:  # PIL's UnidentifiedImageError and truncated files are OSErrors
         raise DecodeError(f"{path}: unreadable image ({err})") from None
 
 
+def _load_image(path: str) -> Image.Image:
+    with _open_image(path) as image:
+        return image.convert("RGB")
+
+
 def _image_size(path: str) -> tuple[int, int]:
-    try:
-        with Image.open(path) as image:
-            return image.size
-    except FileNotFoundError:
-        raise DecodeError(f"{path}: frame file not found") from None
-    except OSError as err:
-        raise DecodeError(f"{path}: unreadable image ({err})") from None
+    with _open_image(path) as image:
+        return image.size
 
 
 def _check_indices(uri: str, indices: Sequence[int], num_frames: int) -> None:
