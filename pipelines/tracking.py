@@ -142,6 +142,12 @@ class RunTracker:
 
         self.guarded("log_metrics", log)
 
+    def logged_steps(self, key: str) -> set[int]:
+        """The steps at which `key` was logged in this run (empty for a new run, or if tracking failed)."""
+        self._require_started()
+        history = self.guarded("logged_steps", lambda: self.client.get_metric_history(self._run_id, key))
+        return {metric.step for metric in history or []}
+
     def log_artifact(self, path: str | Path, artifact_path: str | None = None) -> None:
         """Upload a local file or directory into the run's artifacts (under `artifact_path` if given)."""
         self._require_started()

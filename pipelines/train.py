@@ -43,9 +43,11 @@ from drsta.losses import build_objective
 from drsta.model import build_model
 from drsta.model.drsta import DRSTA
 from drsta.ray.stream import ValidBatches, evaluation_stream, train_stream
+from pipelines.cluster import release_orphaned_placement_groups
 from pipelines.tracking import RunTracker, default_tracking_uri, log_model
 
 SCORE = "val/mAP"
+EPOCHS_DONE = "epochs_done"  # reported with every epoch: Tune's time axis, unchanged when a run resumes
 RUN_RECORD = ".drsta-runs"  # under storage_path: the MLflow run id of each Ray Train run, for resuming
 # Ray Train gives a worker group 60 s to start; on a small, busy machine (several trials' workers importing
 # torch at once) that is not enough and the run fails with WorkerGroupStartupTimeoutError.
@@ -82,6 +84,9 @@ class TrainLoop:
                 cfg.train.tracking_uri, cfg.train.experiment, cfg.train.name, run_id=mlflow_run_id
             )
             self.tracker.start()
+        # Epochs already in MLflow: a run resumed from a checkpoint older than its last logged epoch (the driver
+        # died between MLflow and the checkpoint) re-runs those epochs from the same state without logging twice.
+        self.logged_epochs = self.tracker.logged_steps("train/loss") if self.tracker else set()
 
     @property
     def module(self) -> DRSTA:
@@ -90,16 +95,18 @@ class TrainLoop:
     def run(self) -> None:
         epochs = self.cfg.optim.epochs
         for epoch in range(self.start_epoch, epochs):
+            start = time.perf_counter()
             metrics = self.train_epoch(epoch)
             final = epoch == epochs - 1
             if self.rank == 0 and ((epoch + 1) % self.cfg.train.eval_every == 0 or final):
                 metrics |= self.validate(final)
-            if self.tracker:
+            metrics["time/epoch_s"] = time.perf_counter() - start  # training and evaluation, before checkpointing
+            if self.tracker and epoch not in self.logged_epochs:
                 self.tracker.log_metrics(metrics, step=epoch)
             self.scheduler.step()
             # Ray keeps the best checkpoints by val/mAP (and always the latest): a checkpoint of an epoch without
             # evaluation scores -1, so it never passes for the best one.
-            reported = {SCORE: -1.0} | metrics | {"epoch": epoch}
+            reported = {SCORE: -1.0} | metrics | {"epoch": epoch, EPOCHS_DONE: epoch + 1}
             with tempfile.TemporaryDirectory() as directory:
                 checkpoint = None
                 if self.rank == 0:
@@ -255,14 +262,15 @@ def train(
     cfg = resolve_paths(cfg)
     tracklets = read_manifest(cfg.data.manifest)
     data_fingerprint = fingerprint(tracklets)
-    record = Path(storage_path(cfg)) / RUN_RECORD / f"{cfg.train.name}.json"
-    run_dir = Path(storage_path(cfg)) / cfg.train.name
-    if run_dir.exists() and not resume:
-        raise ValueError(f"run {cfg.train.name!r} already exists in {run_dir.parent}: pass --resume to continue "
+    record = run_record(cfg)
+    if run_started(cfg) and not resume:
+        raise ValueError(f"run {cfg.train.name!r} already exists in {storage_path(cfg)}: pass --resume to continue "
                          "it, or choose another --name")  # fmt: skip
-    if resume and not run_dir.exists():
-        raise ValueError(f"nothing to resume: no run {cfg.train.name!r} in {run_dir.parent}")
+    if resume and not run_started(cfg):
+        raise ValueError(f"nothing to resume: no run {cfg.train.name!r} in {storage_path(cfg)}")
     previous = json.loads(record.read_text()) if resume and record.exists() else {}
+    if resume:
+        release_orphaned_placement_groups()  # what a killed driver may have left reserved
     tracker = RunTracker(cfg.train.tracking_uri, cfg.train.experiment, cfg.train.name,
                          run_id=previous.get("mlflow_run_id"), tags={"data_fingerprint": data_fingerprint},
                          parent_run_id=parent_run_id,
@@ -288,6 +296,16 @@ def train(
     tracker.end("FINISHED")
     return {"metrics": metrics, "mlflow_run_id": run_id, "model_version": version, "path": result.path,
             "best_checkpoint": best}  # fmt: skip
+
+
+def run_record(cfg: ExperimentConfig) -> Path:
+    """Where a run keeps its MLflow run id (written before Ray Train creates the run's directory)."""
+    return Path(storage_path(cfg)) / RUN_RECORD / f"{cfg.train.name}.json"
+
+
+def run_started(cfg: ExperimentConfig) -> bool:
+    """Whether (storage_path, name) was started before: by its MLflow record or its Ray Train directory."""
+    return run_record(cfg).exists() or (Path(storage_path(cfg)) / cfg.train.name).exists()
 
 
 def artifact_location(tracking_uri: str) -> str | None:
@@ -350,17 +368,17 @@ def parse_settings(settings: list[str]) -> dict[str, Any]:
     return overrides
 
 
-def init_ray(address: str | None, cfg: ExperimentConfig) -> None:
+def init_ray(address: str | None, cfg: ExperimentConfig, concurrent_runs: int = 1) -> None:
     """Connect to a cluster, or start a local Ray with room for the workers *and* the decode tasks.
 
     Locally the training workers would otherwise hold every CPU and the data stream could not run: the local
-    Ray gets two logical CPUs beyond the workers' (oversubscribing a small machine a little).
+    Ray gets two logical CPUs beyond the workers' of `concurrent_runs` runs (oversubscribing a small machine).
     """
     if address:
         ray.init(address=address)
         return
     os.environ.setdefault(WORKER_START_TIMEOUT, "600")  # inherited by the local Ray's processes
-    needed = int(cfg.train.num_workers * cfg.train.cpus_per_worker) + 2
+    needed = int(concurrent_runs * cfg.train.num_workers * cfg.train.cpus_per_worker) + 2
     # Keep the dashboard: it serves the State API that Ray Train uses to watch (and clean up after) its runs.
     ray.init(address="local", num_cpus=max(os.cpu_count() or 1, needed))
 

@@ -30,9 +30,20 @@ from ray.tune.search.optuna import OptunaSearch
 from drsta.config import ExperimentConfig
 from drsta.data.manifest import fingerprint, read_manifest
 from drsta.search_space import Distribution, SearchSpace
+from pipelines.cluster import release_orphaned_placement_groups
 from pipelines.models import promote
 from pipelines.tracking import RunTracker, get_or_create_experiment, log_model
-from pipelines.train import SCORE, artifact_location, load_trained_model, resolve_paths, storage_path, train
+from pipelines.train import (
+    EPOCHS_DONE,
+    SCORE,
+    artifact_location,
+    init_ray,
+    load_trained_model,
+    resolve_paths,
+    run_started,
+    storage_path,
+    train,
+)
 
 TRIALS_DIR = "trials"
 # A trial only drives its TorchTrainer (its workers hold the CPUs): a sliver of a CPU, so that concurrent
@@ -45,8 +56,8 @@ def trial(config: dict[str, Any]) -> None:
     cfg = ExperimentConfig.from_dict(config["base"]).with_overrides(config["params"])
     trial_id = ray.tune.get_context().get_trial_id()  # stable across Tuner.restore: names the Train run
     cfg = cfg.with_overrides({"train.name": f"{config['sweep']}-{trial_id}", "train.registered_model": None})
-    resume = (Path(cfg.train.storage_path) / cfg.train.name).exists()  # a restored sweep continues the trial
-    train(cfg, resume=resume, callbacks=[TuneReportCallback()], parent_run_id=config["parent_run_id"])
+    # A restored sweep restarts its unfinished trials: each continues its own run (MLflow run, checkpoints).
+    train(cfg, resume=run_started(cfg), callbacks=[TuneReportCallback()], parent_run_id=config["parent_run_id"])
 
 
 def tune_distribution(distribution: Distribution, grid: bool) -> Any:
@@ -76,7 +87,8 @@ def build_tuner(space: SearchSpace, base: ExperimentConfig, sweep: str, parent_r
 
 
 def tune_config(space: SearchSpace, base: ExperimentConfig) -> ray.tune.TuneConfig:
-    scheduler = ASHAScheduler(time_attr="training_iteration", max_t=base.optim.epochs,
+    # Epochs done, not Tune's training_iteration: that restarts from 1 when a restored trial continues its run.
+    scheduler = ASHAScheduler(time_attr=EPOCHS_DONE, max_t=base.optim.epochs,
                               grace_period=space.scheduler.grace_period,
                               reduction_factor=space.scheduler.reduction_factor)  # fmt: skip
     searcher = OptunaSearch(seed=space.seed) if space.searcher == "optuna" else None
@@ -90,11 +102,27 @@ def tune_config(space: SearchSpace, base: ExperimentConfig) -> ray.tune.TuneConf
     )
 
 
-def sweep(
-    space_path: Path, manifest: Path, name: str, resume: bool = False, overrides: dict[str, Any] | None = None
-) -> dict[str, Any]:
-    """Run (or resume) a sweep on the connected Ray cluster; returns the best trial and the promotion outcome."""
+def load_space(space_path: Path, settings: dict[str, Any] | None = None) -> tuple[SearchSpace, ExperimentConfig]:
+    """The space file, with command-line `settings` (num_samples, max_concurrent, searcher) over its own."""
     space, base = SearchSpace.from_yaml(space_path)
+    if settings:
+        space = SearchSpace.model_validate(space.model_dump() | settings)
+    return space, base
+
+
+def sweep(
+    space_path: Path,
+    manifest: Path,
+    name: str,
+    resume: bool = False,
+    overrides: dict[str, Any] | None = None,
+    settings: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Run (or resume) a sweep on the connected Ray cluster; returns the best trial and the promotion outcome.
+
+    `overrides` change the base experiment config (dotted keys), `settings` the space's own fields.
+    """
+    space, base = load_space(space_path, settings)
     base = resolve_paths(base.with_overrides({"data.manifest": str(manifest)} | (overrides or {})))
     trials_path = Path(storage_path(base)) / TRIALS_DIR / name
     if trials_path.exists() and not resume:
@@ -103,6 +131,7 @@ def sweep(
         raise ValueError(f"nothing to resume: no sweep {name!r} in {trials_path.parent}")
     parent = parent_run(base, name, space_path, space)
     if resume:
+        release_orphaned_placement_groups()  # what a killed driver may have left reserved
         tuner = ray.tune.Tuner.restore(str(trials_path), ray.tune.with_resources(trial, TRIAL_DRIVER),
                                        resume_unfinished=True, resume_errored=True)  # fmt: skip
     else:
@@ -117,7 +146,7 @@ def sweep(
             client.log_metric(parent.info.run_id, f"best/{key}", value)
     client.log_figure(parent.info.run_id, sweep_figure(results.get_dataframe(), list(space.params)),
                       "figures/sweep.png")  # fmt: skip
-    close_stopped_trials(client, parent.info.run_id, name, results)
+    close_trial_runs(client, parent.info.run_id, name, results, base.optim.epochs)
     if base.train.registered_model:
         summary |= register_best(best, base, parent.info.run_id, manifest)
     client.set_terminated(parent.info.run_id, "FINISHED")
@@ -141,19 +170,25 @@ def register_best(best: Any, base: ExperimentConfig, parent_run_id: str, manifes
     return {"model_version": int(version.version), "promotion": promotion}
 
 
-def close_stopped_trials(client: mlflow.MlflowClient, parent_run_id: str, sweep: str, results: Any) -> None:
-    """Mark the child runs of trials that ASHA stopped as KILLED.
+def close_trial_runs(client: mlflow.MlflowClient, parent_run_id: str, sweep: str, results: Any, epochs: int) -> None:
+    """Give every trial's MLflow run its final status: FINISHED (all epochs), KILLED (stopped early) or FAILED.
 
-    Tune stops a trial by interrupting its driver, so its MLflow run was left RUNNING or ended as FAILED;
-    a trial without an error in Tune's results that is not FINISHED was stopped early, not broken.
+    Tune ends a trial by stopping its driver, also when ASHA sees its last epoch (t = max_t), so a trial's own
+    training run never gets to close its MLflow run: the sweep does, from Tune's results.
     """
     parent = client.get_run(parent_run_id)
     children = client.search_runs([parent.info.experiment_id], f"tags.mlflow.parentRunId = '{parent_run_id}'")
     by_name = {child.info.run_name: child for child in children}
     for result in results:
         child = by_name.get(f"{sweep}-{result.metrics.get('trial_id')}")
-        if child is not None and result.error is None and child.info.status != "FINISHED":
-            client.set_terminated(child.info.run_id, "KILLED")
+        if child is None:
+            continue
+        if result.error is not None:
+            status = "FAILED"
+        else:
+            status = "FINISHED" if result.metrics.get(EPOCHS_DONE, 0) >= epochs else "KILLED"
+        if child.info.status != status:
+            client.set_terminated(child.info.run_id, status)
 
 
 def sweep_figure(frame: Any, keys: list[str]) -> Any:
@@ -196,6 +231,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--manifest", type=Path, required=True, help="directory written by drsta ingest")
     parser.add_argument("--name", default="sweep", help="sweep name; with --resume, the sweep to continue")
     parser.add_argument("--resume", action="store_true", help="continue a sweep whose driver stopped")
+    parser.add_argument("--num-samples", type=int, help="trials to run (default: the space's num_samples)")
+    parser.add_argument("--max-concurrent", type=int, help="trials at once (default: the space's max_concurrent)")
+    parser.add_argument("--searcher", choices=["optuna", "random", "grid"], help="default: the space's searcher")
     parser.add_argument("--tracking-uri", help="MLflow tracking URI (default: sqlite:///mlflow.db here)")
     parser.add_argument("--storage-path", help="checkpoint and trial storage (shared on clusters)")
     parser.add_argument("--address", help="Ray cluster address (default: a local Ray started for this run)")
@@ -204,9 +242,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> None:
     overrides = {key: value for key, value in {"train.tracking_uri": args.tracking_uri,
                                                "train.storage_path": args.storage_path}.items() if value}  # fmt: skip
-    ray.init(address=args.address)
+    settings = {key: value for key, value in {"num_samples": args.num_samples, "max_concurrent": args.max_concurrent,
+                                              "searcher": args.searcher}.items() if value is not None}  # fmt: skip
+    space, base = load_space(args.space, settings)
+    init_ray(args.address, base, concurrent_runs=space.max_concurrent)
     try:
-        summary = sweep(args.space, args.manifest, args.name, args.resume, overrides)
+        summary = sweep(args.space, args.manifest, args.name, args.resume, overrides, settings)
     finally:
         ray.shutdown()
     print(f"tune: best trial {summary['best_trial']}: mAP {summary['best_metrics'].get(SCORE, float('nan')):.3f}")

@@ -120,6 +120,7 @@ def test_resume_keeps_one_run_and_does_not_duplicate_params(tmp_path, caplog):
 
     resumed = _tracker(tmp_path, run_id=run_id)
     assert resumed.start() == run_id
+    assert resumed.logged_steps("train/loss") == {0} and resumed.logged_steps("val/mAP") == set()
     changed = config | {"model": config["model"] | {"sigma": 2.0}}
     with caplog.at_level(logging.WARNING, logger="pipelines.tracking"):
         resumed.log_params(changed)

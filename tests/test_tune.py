@@ -1,6 +1,9 @@
 """A smoke sweep on a real multi-node cluster: trials of 2 workers each, ASHA, MLflow parent/child runs,
 the champion alias, resources freed after early stops."""
 
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import mlflow
@@ -8,6 +11,7 @@ import pytest
 import ray
 import ray.tune
 import torch
+import yaml
 
 from drsta.model import build_model
 from drsta.search_space import SearchSpace
@@ -31,9 +35,9 @@ def test_smoke_sweep_stops_some_trials_early_and_promotes_the_best(manifest, tmp
     assert len(parent) == 1 and parent[0].info.status == "FINISHED"
     children = client.search_runs([experiment], f"tags.mlflow.parentRunId = '{parent[0].info.run_id}'")
     assert len(children) == 4
-    epochs = sorted(len(client.get_metric_history(c.info.run_id, "train/loss")) for c in children)
-    assert epochs[0] < 3 == epochs[-1], epochs  # ASHA stopped at least one trial before its last epoch
-    assert {c.info.status for c in children} <= {"FINISHED", "KILLED"}, [c.info.status for c in children]
+    epochs = sorted((len(client.get_metric_history(c.info.run_id, "train/loss")), c.info.status) for c in children)
+    assert epochs[0][0] < 3 == epochs[-1][0], epochs  # ASHA stopped at least one trial before its last epoch
+    assert all(status == ("FINISHED" if done == 3 else "KILLED") for done, status in epochs), epochs
     assert "figures/sweep.png" in {a.path for a in client.list_artifacts(parent[0].info.run_id, "figures")}
 
     assert summary["promotion"]["promoted"] and get_alias_version("drsta", "champion", uri) == summary["model_version"]
@@ -71,3 +75,55 @@ def test_optuna_searcher_samples_the_default_space(ray_cluster, tmp_path):
     assert len(results) == 4 and not [r.error for r in results if r.error]
     for result in results:
         base.with_overrides(result.config["params"])  # every sample is a valid config
+
+
+def test_a_sweep_killed_half_way_resumes_and_runs_every_trial_exactly_once(manifest, tmp_path, ray_cluster):
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    storage = tmp_path / "ray_results"
+    # No early stops here (grace period = every epoch), so a trial part-way at the kill was surely running.
+    space = yaml.safe_load(SMOKE.read_text())
+    space |= {"base_config": str((SMOKE.parent / space["base_config"]).resolve()), "scheduler": {"grace_period": 3}}
+    space_path = tmp_path / "space.yaml"
+    space_path.write_text(yaml.safe_dump(space))
+    command = [sys.executable, "-m", "pipelines.tune", "--space", str(space_path), "--manifest", str(manifest),
+               "--name", "resumable", "--address", ray_cluster.address, "--tracking-uri", uri,
+               "--storage-path", str(storage)]  # fmt: skip
+    with open(tmp_path / "driver.log", "w") as log:
+        driver = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
+    client = mlflow.MlflowClient(uri)
+
+    def children() -> list:
+        experiment = client.get_experiment_by_name("drsta")
+        parent = client.search_runs([experiment.experiment_id], "tags.drsta_sweep = 'resumable'") if experiment else []
+        if not parent:
+            return []
+        return client.search_runs([experiment.experiment_id], f"tags.mlflow.parentRunId = '{parent[0].info.run_id}'")
+
+    def epochs(run) -> list[int]:
+        return [m.step for m in client.get_metric_history(run.info.run_id, "train/loss")]
+
+    # Kill the driver once one trial has done its 3 epochs and another is part-way through them.
+    deadline = time.time() + 600
+    while time.time() < deadline and driver.poll() is None:
+        done = [len(epochs(r)) for r in children()]
+        if 3 in done and (1 in done or 2 in done):
+            break
+        time.sleep(0.5)
+    assert driver.poll() is None, (tmp_path / "driver.log").read_text()[-3000:]
+    driver.kill()
+    driver.wait()
+    before = {r.info.run_name: epochs(r) for r in children()}
+
+    overrides = {"train.tracking_uri": uri, "train.storage_path": str(storage)}
+    with pytest.raises(ValueError, match="already exists"):
+        sweep(space_path, manifest, "resumable", overrides=overrides)
+    summary = sweep(space_path, manifest, "resumable", resume=True, overrides=overrides)
+
+    after = {r.info.run_name: r for r in children()}
+    assert len(after) == 4, sorted(after)  # exactly one MLflow child run per trial
+    for name, run in after.items():  # every epoch exactly once: finished trials not re-run, the others continued
+        assert epochs(run) == [0, 1, 2] and run.info.status == "FINISHED", (name, epochs(run), run.info.status)
+    part_way = [name for name, steps in before.items() if 0 < len(steps) < 3]
+    assert part_way and all(epochs(after[name])[: len(before[name])] == before[name] for name in part_way)
+    assert summary["model_version"] is not None
+    assert ray.available_resources().get("CPU", 0) == pytest.approx(ray.cluster_resources()["CPU"])
