@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import argparse
 
-from pipelines import demo, evaluate, ingest, models, synth, train, tune
+from pipelines import demo, embed, evaluate, explain, ingest, models, search, synth, train, tune
 
 COMMANDS = {
     "demo": demo,
@@ -17,6 +17,9 @@ COMMANDS = {
     "evaluate": evaluate,
     "tune": tune,
     "models": models,
+    "embed": embed,
+    "search": search,
+    "explain": explain,
 }
 
 

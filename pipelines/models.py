@@ -2,6 +2,7 @@
 
     drsta models list [--name drsta] [--tracking-uri URI]
     drsta models promote --version 7 --manifest data/synth-ingest [--name drsta] [--tracking-uri URI]
+    drsta models pull drsta@champion --out models/champion [--tracking-uri URI]
 
 Promotion evaluates the candidate and the current champion on the same data (the manifest's query and
 gallery, the standard protocol) and moves `champion` only when the candidate's mAP is higher; the old
@@ -11,7 +12,10 @@ champion keeps the alias `previous`. Both evaluations are recorded as version ta
 from __future__ import annotations
 
 import argparse
+import json
+import shutil
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +24,8 @@ import ray
 
 from drsta.data.manifest import fingerprint, read_manifest
 from pipelines.evaluate import evaluate_program, registered_program
-from pipelines.tracking import default_tracking_uri, get_alias_version, set_alias
+from pipelines.inference import load_pulled
+from pipelines.tracking import default_tracking_uri, get_alias_version, load_registered, set_alias
 
 PROTOCOL = "cmc-map/same-camera-ignored/chunk-middle-frames"
 
@@ -62,8 +67,28 @@ def list_models(name: str, tracking_uri: str) -> list[dict[str, Any]]:
     return rows
 
 
+def pull(model: str, out: Path, tracking_uri: str) -> dict[str, Any]:
+    """Download a registered version into `out/model` (pt2 program, config.yaml, metadata.json, state dict)
+    and check that it loads; returns its metadata. `model` is NAME@ALIAS, NAME/VERSION or a models:/ URI."""
+    uri = model if model.startswith("models:/") else f"models:/{model}"
+    out = Path(out)
+    if out.exists() and any(out.iterdir()):
+        raise FileExistsError(f"--out {out} is not empty: pull into a new or empty directory")
+    out.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=out) as staging:
+        _, metadata = load_registered(uri, tracking_uri, staging)
+        downloaded = next(Path(staging).rglob("MLmodel")).parent
+        shutil.move(downloaded, out / "model")
+    load_pulled(out)  # what embed/search/explain will do with it
+    pinned = f"models:/{metadata['registered_name']}/{metadata['version']}"
+    (out / "source.json").write_text(json.dumps({"requested": uri, "model_uri": pinned, "tracking_uri": tracking_uri}))
+    return metadata | {"model_uri": pinned}
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("action", choices=["list", "promote"])
+    parser.add_argument("action", choices=["list", "promote", "pull"])
+    parser.add_argument("model", nargs="?", help="pull: NAME@ALIAS or NAME/VERSION, e.g. drsta@champion")
+    parser.add_argument("--out", type=Path, help="pull: directory to write the model into")
     parser.add_argument("--name", default="drsta", help="registered model name")
     parser.add_argument("--version", type=int, help="promote: the candidate version")
     parser.add_argument("--manifest", type=Path, help="promote: the data both models are evaluated on")
@@ -78,6 +103,12 @@ def run(args: argparse.Namespace) -> None:
             print(
                 f"{args.name} v{row['version']:<4} {row['alias']:<10} mAP {row['mAP'] or '-':<10} run {row['run_id']}"
             )
+        return
+    if args.action == "pull":
+        if args.model is None or args.out is None:
+            raise ValueError("models pull needs a model and --out, e.g. drsta models pull drsta@champion --out DIR")
+        metadata = pull(args.model, args.out, tracking_uri)
+        print(f"models: pulled {metadata['model_uri']} into {args.out / 'model'}")
         return
     if args.version is None or args.manifest is None:
         raise ValueError("models promote needs --version and --manifest (the data to compare on)")

@@ -23,6 +23,7 @@ from __future__ import annotations
 import copy
 import json
 import logging
+import os
 import re
 import tempfile
 import time
@@ -464,9 +465,9 @@ def _get_registered_model(client: MlflowClient, name: str) -> RegisteredModel:
 
 
 def default_tracking_uri(tracking_uri: str | None) -> str:
-    """The given URI, or a SQLite store `mlflow.db` in the working directory (as an absolute path, so that
-    Ray workers started elsewhere use the same file)."""
-    return tracking_uri or f"sqlite:///{Path('mlflow.db').resolve()}"
+    """The given URI, else $MLFLOW_TRACKING_URI, else a SQLite store `mlflow.db` in the working directory (as an
+    absolute path, so that Ray workers started elsewhere use the same file)."""
+    return tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{Path('mlflow.db').resolve()}"
 
 
 def get_or_create_experiment(client: MlflowClient, name: str, artifact_location: str | None) -> str:

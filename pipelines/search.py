@@ -1,0 +1,85 @@
+"""Find a person: rank a gallery written by `drsta embed` against query footage.
+
+    drsta search --gallery gallery.parquet --query clip.mp4 [--top-k 10] [--model models:/drsta/3]
+
+The query is embedded with the model that embedded the gallery (recorded in the gallery file; a different
+--model is refused, its descriptors would not be comparable). Distances are Euclidean between L2-normalised
+descriptors, as in evaluation. Prints the top-k gallery tracklets and, when the gallery knows identities, the
+identities ranked by their closest tracklet.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from pipelines.embed import read_embeddings
+from pipelines.inference import MODEL_HELP, embed_footage, footage, load_model
+
+
+def normalised(matrix: np.ndarray) -> np.ndarray:
+    return matrix / np.maximum(np.linalg.norm(matrix, axis=1, keepdims=True), 1e-12)
+
+
+def rank(gallery: dict[str, Any], query: np.ndarray, top_k: int) -> dict[str, list[dict[str, Any]]]:
+    """The `top_k` nearest gallery tracklets of one query descriptor, and the identities by nearest tracklet."""
+    distances = np.linalg.norm(normalised(gallery["embedding"]) - normalised(query[None]), axis=1)
+    order = np.argsort(distances, kind="stable")
+    tracklets = [{"path": gallery["path"][i], "identity": gallery["identity"][i], "camera": gallery["camera"][i],
+                  "distance": float(distances[i])} for i in order[:top_k]]  # fmt: skip
+    identities: dict[int, float] = {}
+    for i in order:
+        identity = gallery["identity"][i]
+        if identity is not None and identity not in identities:
+            identities[identity] = float(distances[i])
+    ranked = [{"identity": identity, "distance": distance} for identity, distance in identities.items()][:top_k]
+    return {"tracklets": tracklets, "identities": ranked}
+
+
+def search(gallery_path: Path, queries: list[Path], top_k: int, model_spec: str | None,
+           tracking_uri: str | None) -> dict[str, dict[str, list[dict[str, Any]]]]:  # fmt: skip
+    """Rank the gallery for each query; {query path: rank(...)}."""
+    table, gallery_model = read_embeddings(gallery_path)
+    items = footage(queries)
+    model = load_model(model_spec or gallery_model, tracking_uri)
+    if model.uri != gallery_model:
+        raise ValueError(f"--model {model_spec} is {model.uri}, but {gallery_path} was embedded with {gallery_model}: "
+                         "search with that model, or embed the gallery again")  # fmt: skip
+    gallery = table.to_pydict()
+    gallery["embedding"] = np.asarray(gallery["embedding"], dtype=np.float32)
+    embedded = embed_footage(model, items)
+    if embedded.failures:
+        lines = "\n  ".join(f"{path}: {reason}" for path, reason in embedded.failures.items())
+        raise ValueError(f"cannot decode the query:\n  {lines}")
+    return {path: rank(gallery, emb, top_k) for path, emb in zip(embedded.paths, embedded.embeddings, strict=True)}
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--gallery", type=Path, required=True, help="a Parquet file written by drsta embed")
+    parser.add_argument("--query", type=Path, nargs="+", required=True, help="video files or folders of frames")
+    parser.add_argument("--top-k", type=int, default=10)
+    parser.add_argument("--model", help=f"default: the gallery's model; {MODEL_HELP}")
+    parser.add_argument("--tracking-uri", help="MLflow tracking URI (default: sqlite:///mlflow.db here)")
+
+
+def run(args: argparse.Namespace) -> None:
+    for query, found in search(args.gallery, args.query, args.top_k, args.model, args.tracking_uri).items():
+        print(f"search: {query}")
+        print(f"  {'rank':>4}  {'distance':>8}  {'identity':>8}  {'camera':>6}  path")
+        for i, hit in enumerate(found["tracklets"], 1):
+            identity = "-" if hit["identity"] is None else hit["identity"]
+            camera = "-" if hit["camera"] is None else hit["camera"]
+            print(f"  {i:>4}  {hit['distance']:>8.4f}  {identity:>8}  {camera:>6}  {hit['path']}")
+        if found["identities"]:
+            ranked = ", ".join(f"{hit['identity']} ({hit['distance']:.3f})" for hit in found["identities"])
+            print(f"  identities, nearest first: {ranked}")
+
+
+if __name__ == "__main__":
+    from pipelines.cli import main
+
+    main(["search", *sys.argv[1:]])
