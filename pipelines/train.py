@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pyarrow.fs as pafs
 import ray
 import ray.train
 import ray.train.torch
@@ -43,7 +44,7 @@ from drsta.losses import build_objective
 from drsta.model import build_model
 from drsta.model.drsta import DRSTA
 from drsta.ray.stream import ValidBatches, evaluation_stream, train_stream
-from pipelines.cluster import release_orphaned_placement_groups
+from pipelines.cluster import release_leaked_placement_groups
 from pipelines.tracking import RunTracker, default_tracking_uri, log_model
 
 SCORE = "val/mAP"
@@ -262,15 +263,14 @@ def train(
     cfg = resolve_paths(cfg)
     tracklets = read_manifest(cfg.data.manifest)
     data_fingerprint = fingerprint(tracklets)
-    record = run_record(cfg)
     if run_started(cfg) and not resume:
         raise ValueError(f"run {cfg.train.name!r} already exists in {storage_path(cfg)}: pass --resume to continue "
                          "it, or choose another --name")  # fmt: skip
     if resume and not run_started(cfg):
         raise ValueError(f"nothing to resume: no run {cfg.train.name!r} in {storage_path(cfg)}")
-    previous = json.loads(record.read_text()) if resume and record.exists() else {}
+    previous = read_run_record(cfg) if resume else {}
     if resume:
-        release_orphaned_placement_groups()  # what a killed driver may have left reserved
+        release_leaked_placement_groups()  # what a killed driver may have left reserved
     tracker = RunTracker(cfg.train.tracking_uri, cfg.train.experiment, cfg.train.name,
                          run_id=previous.get("mlflow_run_id"), tags={"data_fingerprint": data_fingerprint},
                          parent_run_id=parent_run_id,
@@ -278,8 +278,7 @@ def train(
     run_id = tracker.start()
     tracker.log_params(cfg.to_dict())
     tracker.log_dict(cfg.to_dict(), "config.yaml")
-    record.parent.mkdir(parents=True, exist_ok=True)
-    record.write_text(json.dumps({"mlflow_run_id": run_id}))
+    write_run_record(cfg, {"mlflow_run_id": run_id})
     try:
         result = build_trainer(cfg, run_id, callbacks).fit()
     except Exception:
@@ -298,14 +297,38 @@ def train(
             "best_checkpoint": best}  # fmt: skip
 
 
-def run_record(cfg: ExperimentConfig) -> Path:
-    """Where a run keeps its MLflow run id (written before Ray Train creates the run's directory)."""
-    return Path(storage_path(cfg)) / RUN_RECORD / f"{cfg.train.name}.json"
+def storage_filesystem(cfg: ExperimentConfig) -> tuple[pafs.FileSystem, str]:
+    """The filesystem and path of train.storage_path: local, or a URI such as s3://bucket/drsta."""
+    path = storage_path(cfg)
+    return pafs.FileSystem.from_uri(path) if "://" in path else (pafs.LocalFileSystem(), path)
+
+
+def _exists(filesystem: pafs.FileSystem, path: str) -> bool:
+    return filesystem.get_file_info(path).type != pafs.FileType.NotFound
+
+
+def read_run_record(cfg: ExperimentConfig) -> dict[str, Any]:
+    """What a run keeps beside its checkpoints (its MLflow run id); empty if it has none yet."""
+    filesystem, root = storage_filesystem(cfg)
+    record = f"{root}/{RUN_RECORD}/{cfg.train.name}.json"
+    if not _exists(filesystem, record):
+        return {}
+    with filesystem.open_input_stream(record) as stream:
+        return json.loads(stream.read())
+
+
+def write_run_record(cfg: ExperimentConfig, record: dict[str, Any]) -> None:
+    """Written before Ray Train creates the run's directory, so a resume always finds the MLflow run."""
+    filesystem, root = storage_filesystem(cfg)
+    filesystem.create_dir(f"{root}/{RUN_RECORD}", recursive=True)
+    with filesystem.open_output_stream(f"{root}/{RUN_RECORD}/{cfg.train.name}.json") as stream:
+        stream.write(json.dumps(record).encode())
 
 
 def run_started(cfg: ExperimentConfig) -> bool:
     """Whether (storage_path, name) was started before: by its MLflow record or its Ray Train directory."""
-    return run_record(cfg).exists() or (Path(storage_path(cfg)) / cfg.train.name).exists()
+    filesystem, root = storage_filesystem(cfg)
+    return bool(read_run_record(cfg)) or _exists(filesystem, f"{root}/{cfg.train.name}")
 
 
 def artifact_location(tracking_uri: str) -> str | None:
@@ -368,19 +391,19 @@ def parse_settings(settings: list[str]) -> dict[str, Any]:
     return overrides
 
 
-def init_ray(address: str | None, cfg: ExperimentConfig, concurrent_runs: int = 1) -> None:
+def init_ray(address: str | None, cfg: ExperimentConfig, concurrent_runs: int = 1, log_to_driver: bool = True) -> None:
     """Connect to a cluster, or start a local Ray with room for the workers *and* the decode tasks.
 
     Locally the training workers would otherwise hold every CPU and the data stream could not run: the local
     Ray gets two logical CPUs beyond the workers' of `concurrent_runs` runs (oversubscribing a small machine).
     """
-    if address:
+    if address or os.environ.get("RAY_ADDRESS"):  # a Ray job's driver is given its cluster in RAY_ADDRESS
         ray.init(address=address)
         return
     os.environ.setdefault(WORKER_START_TIMEOUT, "600")  # inherited by the local Ray's processes
     needed = int(concurrent_runs * cfg.train.num_workers * cfg.train.cpus_per_worker) + 2
     # Keep the dashboard: it serves the State API that Ray Train uses to watch (and clean up after) its runs.
-    ray.init(address="local", num_cpus=max(os.cpu_count() or 1, needed))
+    ray.init(address="local", num_cpus=max(os.cpu_count() or 1, needed), log_to_driver=log_to_driver)
 
 
 def run(args: argparse.Namespace) -> None:

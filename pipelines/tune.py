@@ -30,7 +30,7 @@ from ray.tune.search.optuna import OptunaSearch
 from drsta.config import ExperimentConfig
 from drsta.data.manifest import fingerprint, read_manifest
 from drsta.search_space import Distribution, SearchSpace
-from pipelines.cluster import release_orphaned_placement_groups
+from pipelines.cluster import ReleaseLeakedPlacementGroups, release_leaked_placement_groups
 from pipelines.models import promote
 from pipelines.tracking import RunTracker, get_or_create_experiment, log_model
 from pipelines.train import (
@@ -78,11 +78,13 @@ def build_tuner(space: SearchSpace, base: ExperimentConfig, sweep: str, parent_r
         "parent_run_id": parent_run_id,
         "params": {key: tune_distribution(d, grid) for key, d in space.params.items()},
     }
+    trials_path = str(Path(storage_path(base)) / TRIALS_DIR)
+    run_config = ray.tune.RunConfig(name=sweep, storage_path=trials_path, callbacks=[ReleaseLeakedPlacementGroups()])
     return ray.tune.Tuner(
         ray.tune.with_resources(trial, TRIAL_DRIVER),
         param_space=param_space,
         tune_config=tune_config(space, base),
-        run_config=ray.tune.RunConfig(name=sweep, storage_path=str(Path(storage_path(base)) / TRIALS_DIR)),
+        run_config=run_config,
     )
 
 
@@ -131,7 +133,7 @@ def sweep(
         raise ValueError(f"nothing to resume: no sweep {name!r} in {trials_path.parent}")
     parent = parent_run(base, name, space_path, space)
     if resume:
-        release_orphaned_placement_groups()  # what a killed driver may have left reserved
+        release_leaked_placement_groups()  # what a killed driver may have left reserved
         tuner = ray.tune.Tuner.restore(str(trials_path), ray.tune.with_resources(trial, TRIAL_DRIVER),
                                        resume_unfinished=True, resume_errored=True)  # fmt: skip
     else:
@@ -139,8 +141,9 @@ def sweep(
     results = tuner.fit()
     best = results.get_best_result(metric=SCORE, mode="max", scope="all")
     client = mlflow.MlflowClient(base.train.tracking_uri)
-    summary = {"best_trial": best.path, "best_metrics": {k: v for k, v in best.metrics.items()
-                                                         if isinstance(v, int | float)}}  # fmt: skip
+    summary = {"best_trial": best.path, "best_metrics": {k: v for k, v in best_epoch(best).items()
+                                                         if isinstance(v, int | float)},
+               "trials": trial_table(results, list(space.params), best)}  # fmt: skip
     for key, value in summary["best_metrics"].items():
         if key.startswith("val/"):
             client.log_metric(parent.info.run_id, f"best/{key}", value)
@@ -156,18 +159,25 @@ def sweep(
 def register_best(best: Any, base: ExperimentConfig, parent_run_id: str, manifest: Path) -> dict[str, Any]:
     """Register the best trial's model under the sweep's run, then promote it if it beats the champion."""
     cfg = ExperimentConfig.from_dict(best.config["base"]).with_overrides(best.config["params"])
-    checkpoint = ray.train.Checkpoint(best.metrics["checkpoint_path"])
-    model = load_trained_model(checkpoint, cfg)
+    epoch = best_epoch(best)
+    model = load_trained_model(ray.train.Checkpoint(epoch["checkpoint_path"]), cfg)
     tracker = RunTracker(base.train.tracking_uri, base.train.experiment, "sweep", run_id=parent_run_id)
     tracker.start()
     example = torch.rand(1, cfg.model.num_frames, 3, cfg.input.height, cfg.input.width)
-    metrics = {k: v for k, v in best.metrics.items() if k.startswith("val/")}
+    metrics = {k: v for k, v in epoch.items() if k.startswith("val/")}
     version = log_model(tracker, model, example, cfg.to_dict(), metrics, fingerprint(read_manifest(manifest)),
                         registered_name=base.train.registered_model)  # fmt: skip
     if version is None:
         return {"model_version": None, "promotion": None}
     promotion = promote(base.train.registered_model, int(version.version), manifest, base.train.tracking_uri)
     return {"model_version": int(version.version), "promotion": promotion}
+
+
+def best_epoch(result: Any) -> dict[str, Any]:
+    """The reported metrics of a trial's best-scoring epoch, its checkpoint_path among them (Ray Train keeps the
+    best checkpoints by score; the trial's last epoch need not be its best)."""
+    history = result.metrics_dataframe
+    return history.loc[history[SCORE].idxmax()].to_dict()
 
 
 def close_trial_runs(client: mlflow.MlflowClient, parent_run_id: str, sweep: str, results: Any, epochs: int) -> None:
@@ -189,6 +199,21 @@ def close_trial_runs(client: mlflow.MlflowClient, parent_run_id: str, sweep: str
             status = "FINISHED" if result.metrics.get(EPOCHS_DONE, 0) >= epochs else "KILLED"
         if child.info.status != status:
             client.set_terminated(child.info.run_id, status)
+
+
+def trial_table(results: Any, keys: list[str], best: Any) -> list[dict[str, Any]]:
+    """One row per trial: its id, searched values, epochs run, best val mAP and rank-1, whether it won."""
+    rows = []
+    for result in results:
+        history = result.metrics_dataframe
+        scored = history[history[SCORE] >= 0] if history is not None and SCORE in history else None
+        top = scored.loc[scored[SCORE].idxmax()] if scored is not None and len(scored) else None
+        rows.append({"trial": result.metrics.get("trial_id"), **{key: result.config["params"][key] for key in keys},
+                     "epochs": int(result.metrics.get(EPOCHS_DONE, 0)),
+                     "mAP": None if top is None else float(top[SCORE]),
+                     "rank1": None if top is None else float(top["val/rank1"]),
+                     "error": result.error is not None, "best": result.path == best.path})  # fmt: skip
+    return rows
 
 
 def sweep_figure(frame: Any, keys: list[str]) -> Any:

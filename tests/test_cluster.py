@@ -1,36 +1,45 @@
-"""Orphaned placement groups: only groups of ended jobs that nobody can use any more are released."""
-
-import subprocess
-import sys
+"""Leaked placement groups: only groups nobody can use any more are released."""
 
 import pytest
 import ray
 from ray.util.placement_group import PlacementGroup, placement_group, remove_placement_group
-from ray.util.state import list_placement_groups
 
-from pipelines.cluster import release_orphaned_placement_groups
+from pipelines.cluster import release_leaked_placement_groups
 
 pytestmark = pytest.mark.integration
 
-DETACHED_BY_ANOTHER_JOB = """
-import sys, ray
-from ray.util.placement_group import placement_group
-ray.init(address=sys.argv[1], log_to_driver=False)
-group = placement_group([{"CPU": 0.01}], lifetime="detached")
-ray.get(group.ready())
-print(group.id.hex())
-"""
+
+@ray.remote(num_cpus=0)
+class Creator:
+    """Stands in for a Ray Train controller: creates a placement group and may die before removing it."""
+
+    def create(self, detached: bool = False) -> str:
+        group = placement_group([{"CPU": 0.01}], lifetime="detached" if detached else None)
+        ray.get(group.ready())
+        return group.id.hex()
 
 
-def test_groups_of_live_jobs_and_detached_groups_are_kept(ray_cluster):
-    own = placement_group([{"CPU": 0.01}])
+def live_groups() -> set[str]:
+    return {group_id for group_id, group in ray.util.placement_group_table().items() if group["state"] == "CREATED"}
+
+
+def test_groups_of_dead_actors_of_this_job_are_released_and_nothing_else(ray_cluster):
+    job = ray.get_runtime_context().get_job_id()
+    own = placement_group([{"CPU": 0.01}])  # created by the driver itself
     ray.get(own.ready())
-    ended_job_detached = subprocess.run([sys.executable, "-c", DETACHED_BY_ANOTHER_JOB, ray_cluster.address],
-                                        capture_output=True, text=True, check=True).stdout.split()[-1]  # fmt: skip
+    alive_creator, dead_creator = Creator.remote(), Creator.remote()
+    kept = ray.get(alive_creator.create.remote())
+    detached = ray.get(dead_creator.create.remote(detached=True))
+    leaked = ray.get(dead_creator.create.remote())
+    ray.kill(dead_creator)
     try:
-        assert release_orphaned_placement_groups() == []
-        alive = {g.placement_group_id for g in list_placement_groups(filters=[("state", "=", "CREATED")])}
-        assert {own.id.hex(), ended_job_detached} <= alive
+        assert leaked in live_groups()  # Ray keeps it while the job lives: nobody will ever use or remove it
+        assert release_leaked_placement_groups(job) == [leaked]
+        assert release_leaked_placement_groups(job) == []
+        live = live_groups()
+        assert leaked not in live and {own.id.hex(), kept, detached} <= live
     finally:
         remove_placement_group(own)
-        remove_placement_group(PlacementGroup(ray.PlacementGroupID(bytes.fromhex(ended_job_detached))))
+        for group_id in (kept, detached):
+            remove_placement_group(PlacementGroup(ray.PlacementGroupID(bytes.fromhex(group_id))))
+        ray.kill(alive_creator)

@@ -4,7 +4,9 @@ import argparse
 
 import pytest
 
+from drsta.config import ExperimentConfig
 from pipelines import train
+from pipelines.train import read_run_record, run_started, write_run_record
 
 
 def parse(*argv: str) -> argparse.Namespace:
@@ -28,3 +30,14 @@ def test_set_and_flags_override_the_yaml_in_order():
 def test_bad_settings_are_named(setting, match):
     with pytest.raises(ValueError, match=match):
         train.config_from_args(parse("--set", setting))
+
+
+@pytest.mark.parametrize("uri", [False, True])
+def test_run_record_lives_in_the_storage_path_local_or_uri(tmp_path, uri):
+    storage = tmp_path.as_uri() if uri else str(tmp_path)  # file:///… goes through pyarrow's URI filesystems
+    cfg = ExperimentConfig().with_overrides({"train.storage_path": storage, "train.name": "run-1"})
+    assert not run_started(cfg) and read_run_record(cfg) == {}
+    write_run_record(cfg, {"mlflow_run_id": "abc"})
+    assert run_started(cfg) and read_run_record(cfg) == {"mlflow_run_id": "abc"}
+    assert (tmp_path / ".drsta-runs" / "run-1.json").is_file()
+    assert not run_started(cfg.with_overrides({"train.name": "run-2"}))

@@ -41,6 +41,9 @@ def test_smoke_sweep_stops_some_trials_early_and_promotes_the_best(manifest, tmp
     assert "figures/sweep.png" in {a.path for a in client.list_artifacts(parent[0].info.run_id, "figures")}
 
     assert summary["promotion"]["promoted"] and get_alias_version("drsta", "champion", uri) == summary["model_version"]
+    # The registered model is the best epoch's (not the best trial's last epoch): evaluated again, it scores that.
+    best_map = max(row["mAP"] for row in summary["trials"] if row["mAP"] is not None)
+    assert summary["promotion"]["mAP"] == pytest.approx(best_map, abs=1e-4)
     version = client.get_model_version("drsta", str(summary["model_version"]))
     assert version.tags["eval.data_fingerprint"] and version.tags["eval.protocol"]
 
