@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import argparse
 
-from pipelines import demo, embed, evaluate, explain, ingest, models, search, synth, train, tune
+from pipelines import demo, embed, evaluate, explain, ingest, jobs, models, search, submit, synth, train, tune
 
 COMMANDS = {
     "demo": demo,
@@ -20,6 +20,8 @@ COMMANDS = {
     "embed": embed,
     "search": search,
     "explain": explain,
+    "submit": submit,
+    "jobs": jobs,
 }
 
 

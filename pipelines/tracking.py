@@ -373,6 +373,7 @@ def _save_flavour(serving: nn.Module, clips: torch.Tensor, outputs: dict[str, to
             [TensorSpec(np.dtype(np.float32), (-1, *value.shape[1:]), key) for key, value in outputs.items()]
         ),
     )
+    _recover_working_directory()  # MLflow resolves requirements against os.getcwd()
     mlflow.pytorch.save_model(
         serving,
         model_dir,
@@ -382,6 +383,23 @@ def _save_flavour(serving: nn.Module, clips: torch.Tensor, outputs: dict[str, to
         # Explicit requirements: MLflow's inference loads the model in a subprocess (~7 s for nothing).
         pip_requirements=[f"torch=={torch.__version__.split('+')[0]}", f"mlflow=={mlflow.__version__}"],
     )
+
+
+def _recover_working_directory() -> None:
+    """Step back into the working directory if it was replaced under this process.
+
+    A Ray job's driver runs in its unpacked working_dir, which Ray 2.60 can unpack again while the job runs
+    (when the training workers start with the same runtime env): the path exists, but the directory the process
+    sits in is gone and os.getcwd() raises. Re-enter the path (or the temp dir if it really is gone).
+    """
+    try:
+        os.getcwd()
+        return
+    except FileNotFoundError:
+        path = os.readlink("/proc/self/cwd").removesuffix(" (deleted)") if os.path.exists("/proc/self/cwd") else ""
+    target = path if path and os.path.isdir(path) else tempfile.gettempdir()
+    _logger.warning("the working directory was removed under this process; continuing in %s", target)
+    os.chdir(target)
 
 
 def load_registered(
