@@ -1,74 +1,139 @@
-"""End-to-end smoke run of what exists so far: build the model from a config, one forward/backward pass.
+"""The main job end to end on this machine: synthetic videos → ingest → a sweep over K, σ and λ (each trial
+a 2-worker Ray Train run) → the champion in the MLflow registry → pulled → evaluated → a results table.
 
-python -m pipelines.demo [--config configs/default.yaml] [--batch-size 2]
+    drsta demo [--out demo-output] [--space tune_spaces/demo.yaml] [--train-ids 16] [--test-ids 12]
+
+Everything goes under --out: the videos, the manifest, Ray's trial storage, the SQLite MLflow store with its
+artifacts, and the pulled champion. Re-running continues what is there (ingest skips finished chunks, the
+sweep resumes or returns its results). A local Ray is started for the run.
 """
 
 from __future__ import annotations
 
 import argparse
+import shutil
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
-import torch
+import mlflow
+import ray
+import ray.tune
 
 from drsta.config import ExperimentConfig
-from drsta.losses import build_objective
-from drsta.model import build_model
-from drsta.model.functional import mean_pairwise_hellinger
+from drsta.data.synthetic import SyntheticSpec, generate
+from pipelines.evaluate import evaluate_program
+from pipelines.inference import load_pulled
+from pipelines.ingest import ingest
+from pipelines.models import pull
+from pipelines.train import init_ray
+from pipelines.tune import load_space, sweep
+
+SPACE = Path(__file__).resolve().parents[1] / "tune_spaces" / "demo.yaml"
+SWEEP = "demo"
 
 
-def run_demo(cfg: ExperimentConfig, batch_size: int = 2, num_identities: int = 4, seed: int = 0) -> dict[str, float]:
-    """One training step of the configured model on random clips; prints shapes and losses, returns the losses."""
-    torch.manual_seed(seed)
-    model_cfg, size = cfg.model, cfg.input
-    needs_classifier = cfg.loss.xent_weight > 0
-    model = build_model(model_cfg, num_classes=num_identities if needs_classifier else None).train()
-    objective = build_objective(cfg.loss, model.embedding_dim, num_identities).train()
-    num_params = sum(p.numel() for p in model.parameters())
-    print(
-        f"model: {model_cfg.backbone} trunk, K={model_cfg.num_attention_models}, N={model_cfg.num_frames}, "
-        f"σ={model_cfg.sigma}, enhancement={'on' if model_cfg.feature_enhancement else 'off'}, "
-        f"{num_params / 1e6:.1f}M parameters"
-    )
+def step(message: str) -> None:
+    print(f"\n=== demo: {message}", flush=True)
 
-    clips = torch.rand(batch_size, model_cfg.num_frames, 3, size.height, size.width)
-    pids = torch.arange(batch_size) % num_identities
+
+def run_demo(out: Path, space: Path = SPACE, train_ids: int = 16, test_ids: int = 12) -> dict[str, Any]:
+    """Run every stage into `out`; returns the sweep summary and the champion's evaluation."""
+    out = out.resolve()
     start = time.perf_counter()
-    out = model(clips)
-    loss, parts = objective(out.embedding, out.logits, out.diversity, pids)
-    loss.backward()
-    elapsed = time.perf_counter() - start
+    _, base = load_space(space)
+    uri = f"sqlite:///{out / 'mlflow.db'}"
+    overrides = {"train.tracking_uri": uri, "train.storage_path": str(out / "ray_results")}
 
-    print(f"clips            {tuple(clips.shape)}  (B, N, 3, H, W)")
-    print(f"embedding        {tuple(out.embedding.shape)}  (B, E)")
-    print(f"spatial maps     {tuple(out.spatial_maps.shape)}  (B, N, K, h, w)")
-    print(f"temporal weights {tuple(out.temporal_weights.shape)}  (B, N, K)")
-    if out.logits is not None:
-        print(f"logits           {tuple(out.logits.shape)}  (B, identities)")
-    hellinger = mean_pairwise_hellinger(out.spatial_maps.flatten(-2)) if model_cfg.num_attention_models > 1 else None
-    print(
-        f"diversity penalty {out.diversity.mean():.4f}  (0 = disjoint maps, K(K−1) = "
-        f"{model_cfg.num_attention_models * (model_cfg.num_attention_models - 1)} identical)"
-    )
-    if hellinger is not None:
-        print(f"mean pairwise Hellinger distance {hellinger:.4f}")
-    print("loss " + ", ".join(f"{name}={value:.4f}" for name, value in parts.items()) + f", total={loss:.4f}")
-    print(f"forward+backward on the CPU: {elapsed:.2f} s")
-    return {"total": loss.item(), **{name: value.item() for name, value in parts.items()}}
+    synth = out / "synth"
+    if not (synth / "tracklets.csv").is_file():
+        step(f"generating {train_ids}+{test_ids} synthetic identities into {synth}")
+        spec = SyntheticSpec(num_train_ids=train_ids, num_test_ids=test_ids, num_cameras=2, min_frames=8,
+                             max_frames=24, height=base.input.height, width=base.input.width)  # fmt: skip
+        shutil.rmtree(synth, ignore_errors=True)  # a run stopped half-way: generation is deterministic
+        generate(spec, synth)
+    # Workers' logs stay in Ray's log files: the sweep's status table is the progress shown here.
+    init_ray(None, base, concurrent_runs=load_space(space)[0].max_concurrent, log_to_driver=False)
+    try:
+        step(f"ingesting {synth} with Ray Data")
+        ingest("videos", synth, out / "ingest")
+        step(f"sweeping {space.name} with Ray Tune (each trial: {base.train.num_workers} Ray Train workers)")
+        resume = ray.tune.Tuner.can_restore(str(out / "ray_results" / "trials" / SWEEP))
+        summary = sweep(space, out / "ingest", SWEEP, resume=resume, overrides=overrides)
+    finally:
+        ray.shutdown()
+
+    step("pulling the champion from the registry and evaluating it")
+    champion_dir = out / "champion"
+    shutil.rmtree(champion_dir, ignore_errors=True)
+    pulled = pull("drsta@champion", champion_dir, uri)
+    program_path = next(champion_dir.rglob("*.pt2"))
+    _, metadata = load_pulled(champion_dir)
+    cfg = ExperimentConfig.from_dict(metadata["config"], source=str(champion_dir))
+    ray.init(include_dashboard=False, log_to_driver=False)
+    try:
+        result = evaluate_program(program_path.read_bytes(), cfg, out / "ingest")
+    finally:
+        ray.shutdown()
+    report(summary, pulled, result, out, uri, time.perf_counter() - start)
+    return {"sweep": summary, "champion": pulled["model_uri"], "mAP": result.mAP, "rank1": float(result.cmc[0])}
+
+
+def report(summary: dict[str, Any], pulled: dict[str, Any], result: Any, out: Path, uri: str, seconds: float) -> None:
+    """Print the results table (also written to OUT/results.md), the figures' paths and the MLflow UI command."""
+    lines = results_table(summary, pulled, result, out, uri)
+    (out / "results.md").write_text("\n".join(lines) + "\n")
+    step(f"results ({seconds / 60:.1f} min; also in {out / 'results.md'})")
+    print("\n".join(lines), flush=True)
+
+
+def results_table(summary: dict[str, Any], pulled: dict[str, Any], result: Any, out: Path, uri: str) -> list[str]:
+    rows = summary["trials"]
+    keys = [key for key in rows[0] if "." in key] if rows else []
+    header = ["trial", *[key.split(".")[-1] for key in keys], "epochs", "rank-1", "mAP", ""]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for row in rows:
+        values = [f"{row[key]:.3g}" if isinstance(row[key], float) else str(row[key]) for key in keys]
+        score = ["-", "-"] if row["mAP"] is None else [f"{row['rank1']:.1%}", f"{row['mAP']:.1%}"]
+        mark = "best" if row["best"] else ("failed" if row["error"] else "")
+        lines.append("| " + " | ".join([str(row["trial"]), *values, str(row["epochs"]), *score, mark]) + " |")
+    promotion = summary.get("promotion") or {}
+    verdict = "became champion" if promotion.get("promoted") else "did not beat the champion"
+    lines += [
+        "",
+        f"best trial → models:/drsta/{summary.get('model_version')} ({verdict}); champion: {pulled['model_uri']}",
+        f"champion, pulled to {out / 'champion'} and re-evaluated: rank-1 {result.cmc[0]:.1%}, "
+        f"mAP {result.mAP:.1%} ({result.num_valid_queries} queries)",
+        "figures (the sweep, the best trial):",
+        *[f"  {path}" for path in figures(uri, [f"{SWEEP}-{row['trial']}" for row in rows if row["best"]])],
+        f"MLflow UI: mlflow ui --backend-store-uri {uri} --port 5000   (then open http://127.0.0.1:5000)",
+    ]
+    return lines
+
+
+def figures(uri: str, trial_runs: list[str]) -> list[Path]:
+    """The PNG figures of the sweep's parent run and of the named trial runs (local artifact store)."""
+    client = mlflow.MlflowClient(uri)
+    experiment = client.get_experiment_by_name("drsta").experiment_id
+    runs = client.search_runs([experiment], f"tags.drsta_sweep = '{SWEEP}'")
+    runs += [run for name in trial_runs for run in client.search_runs([experiment], f"attributes.run_name = '{name}'")]
+    return [
+        path
+        for run in runs
+        for path in sorted(Path(run.info.artifact_uri.removeprefix("file://")).glob("figures/*.png"))
+    ]
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--config", type=Path, help="experiment YAML (default: the built-in defaults)")
-    parser.add_argument("--batch-size", type=int, default=2, help="clips in the batch (global)")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", type=Path, default=Path("demo-output"), help="where everything is written")
+    parser.add_argument("--space", type=Path, default=SPACE, help="the search space of the sweep")
+    parser.add_argument("--train-ids", type=int, default=16, help="synthetic training identities")
+    parser.add_argument("--test-ids", type=int, default=12, help="synthetic test identities")
 
 
 def run(args: argparse.Namespace) -> None:
-    cfg = ExperimentConfig.from_yaml(args.config) if args.config else ExperimentConfig()
-    if args.batch_size < 2:
-        raise SystemExit("--batch-size must be >= 2 (batch norm and the triplet loss need two clips)")
-    run_demo(cfg, batch_size=args.batch_size, seed=args.seed)
+    run_demo(args.out, args.space, args.train_ids, args.test_ids)
 
 
 if __name__ == "__main__":
