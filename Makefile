@@ -30,6 +30,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/synthetic_baselines.py
 	$(BIN)/python benchmarks/data.py
 	$(BIN)/python benchmarks/train.py
+	$(BIN)/python benchmarks/tune.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache *.egg-info
