@@ -26,15 +26,18 @@ logger = logging.getLogger(__name__)
 def leaked_placement_groups(job_id: str | None = None) -> list[Any]:
     """Live, non-detached groups whose creating job has ended, or, for groups of job `job_id` (hex) created by
     an actor, whose creating actor is dead. Reads the GCS table (Ray internals; no dashboard needed)."""
-    accessor = ray._private.state.state._connect_and_get_accessor()
+    state = ray._private.state.state
+    # A group registered just after its job ended never gets its creator_job_dead flag: ask the job table too.
+    ended_jobs = {job["JobID"] for job in state.job_table() if job["IsDead"]}
     leaked = []
-    for raw in accessor.get_placement_group_table():
+    for raw in state._connect_and_get_accessor().get_placement_group_table():
         group = gcs_pb2.PlacementGroupTableData.FromString(raw)
         if group.state == gcs_pb2.PlacementGroupTableData.REMOVED or group.is_detached:
             continue
+        job = group.creator_job_id.hex()
         by_actor = not ray.ActorID(group.creator_actor_id).is_nil()  # a driver's own groups have a nil creator
-        actor_gone = group.creator_job_id.hex() == job_id and by_actor and group.creator_actor_dead
-        if group.creator_job_dead or actor_gone:
+        actor_gone = job == job_id and by_actor and group.creator_actor_dead
+        if group.creator_job_dead or job in ended_jobs or actor_gone:
             leaked.append(group)
     return leaked
 

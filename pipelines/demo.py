@@ -61,19 +61,14 @@ def run_demo(out: Path, space: Path = SPACE, train_ids: int = 16, test_ids: int 
         step(f"sweeping {space.name} with Ray Tune (each trial: {base.train.num_workers} Ray Train workers)")
         resume = ray.tune.Tuner.can_restore(str(out / "ray_results" / "trials" / SWEEP))
         summary = sweep(space, out / "ingest", SWEEP, resume=resume, overrides=overrides)
-    finally:
-        ray.shutdown()
 
-    step("pulling the champion from the registry and evaluating it")
-    champion_dir = out / "champion"
-    shutil.rmtree(champion_dir, ignore_errors=True)
-    pulled = pull("drsta@champion", champion_dir, uri)
-    program_path = next(champion_dir.rglob("*.pt2"))
-    _, metadata = load_pulled(champion_dir)
-    cfg = ExperimentConfig.from_dict(metadata["config"], source=str(champion_dir))
-    ray.init(include_dashboard=False, log_to_driver=False)
-    try:
-        result = evaluate_program(program_path.read_bytes(), cfg, out / "ingest")
+        step("pulling the champion from the registry and evaluating it")
+        champion_dir = out / "champion"
+        shutil.rmtree(champion_dir, ignore_errors=True)
+        pulled = pull("drsta@champion", champion_dir, uri)
+        _, metadata = load_pulled(champion_dir)
+        cfg = ExperimentConfig.from_dict(metadata["config"], source=str(champion_dir))
+        result = evaluate_program(next(champion_dir.rglob("*.pt2")).read_bytes(), cfg, out / "ingest")
     finally:
         ray.shutdown()
     report(summary, pulled, result, out, uri, time.perf_counter() - start)

@@ -23,6 +23,11 @@ from drsta.data.tracklet import Tracklet
 
 log = logging.getLogger(__name__)
 
+# Logical CPUs per decode task. A fraction: when training workers hold all but part of a CPU (two sweep
+# trials of 2 workers on 5 CPUs leave 0.98), whole-CPU decode tasks could never be scheduled and every trial
+# waited forever for its own data; half a CPU still lets one task run. Decoding a batch takes well under a second.
+DECODE_CPUS = 0.5
+
 
 def clip_dataset(
     requests: Sequence[ClipRequest],
@@ -48,7 +53,7 @@ def clip_dataset(
         fn_kwargs={"size": size, "num_frames": num_frames, "augment": augment},
         batch_size=decode_batch_size,
         batch_format="numpy",
-        num_cpus=1,
+        num_cpus=DECODE_CPUS,
     )
 
 
