@@ -24,7 +24,6 @@ import ray.tune
 from drsta.config import ExperimentConfig
 from drsta.data.synthetic import SyntheticSpec, generate
 from pipelines.evaluate import evaluate_program
-from pipelines.inference import load_pulled
 from pipelines.ingest import ingest
 from pipelines.models import pull
 from pipelines.train import init_ray
@@ -42,7 +41,7 @@ def run_demo(out: Path, space: Path = SPACE, train_ids: int = 16, test_ids: int 
     """Run every stage into `out`; returns the sweep summary and the champion's evaluation."""
     out = out.resolve()
     start = time.perf_counter()
-    _, base = load_space(space)
+    search_space, base = load_space(space)
     uri = f"sqlite:///{out / 'mlflow.db'}"
     overrides = {"train.tracking_uri": uri, "train.storage_path": str(out / "ray_results")}
 
@@ -54,7 +53,7 @@ def run_demo(out: Path, space: Path = SPACE, train_ids: int = 16, test_ids: int 
         shutil.rmtree(synth, ignore_errors=True)  # a run stopped half-way: generation is deterministic
         generate(spec, synth)
     # Workers' logs stay in Ray's log files: the sweep's status table is the progress shown here.
-    init_ray(None, base, concurrent_runs=load_space(space)[0].max_concurrent, log_to_driver=False)
+    init_ray(None, base, concurrent_runs=search_space.max_concurrent, log_to_driver=False)
     try:
         step(f"ingesting {synth} with Ray Data")
         ingest("videos", synth, out / "ingest")
@@ -66,8 +65,7 @@ def run_demo(out: Path, space: Path = SPACE, train_ids: int = 16, test_ids: int 
         champion_dir = out / "champion"
         shutil.rmtree(champion_dir, ignore_errors=True)
         pulled = pull("drsta@champion", champion_dir, uri)
-        _, metadata = load_pulled(champion_dir)
-        cfg = ExperimentConfig.from_dict(metadata["config"], source=str(champion_dir))
+        cfg = ExperimentConfig.from_dict(pulled["config"], source=str(champion_dir))
         result = evaluate_program(next(champion_dir.rglob("*.pt2")).read_bytes(), cfg, out / "ingest")
     finally:
         ray.shutdown()

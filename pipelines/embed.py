@@ -93,9 +93,8 @@ def run(args: argparse.Namespace) -> None:
         write_embeddings(args.out, model, result.paths, result.embeddings, labels)
         print(f"embed: {len(result.paths)} tracklets → {args.out} ({model.uri}, on {model.device.type})")
     if result.failures:
-        lines = "\n  ".join(f"{path}: {reason}" for path, reason in result.failures.items())
         left = "left out" if result.paths else f"nothing written to {args.out}"
-        sys.exit(f"embed: {len(result.failures)} inputs could not be decoded ({left}):\n  {lines}")
+        sys.exit(f"embed: {len(result.failures)} inputs could not be decoded ({left}):\n  {result.failure_report()}")
 
 
 if __name__ == "__main__":

@@ -138,6 +138,10 @@ class Embedded:
     embeddings: list[np.ndarray] = field(default_factory=list)
     failures: dict[str, str] = field(default_factory=dict)
 
+    def failure_report(self) -> str:
+        """One indented line per input that could not be decoded: its path and why."""
+        return "\n  ".join(f"{path}: {reason}" for path, reason in self.failures.items())
+
 
 def embed_footage(model: LoadedModel, items: Sequence[Footage], batch_size: int = 16) -> Embedded:
     """Embed `items` in batches; decoding runs in threads ahead of the model. Undecodable inputs are skipped

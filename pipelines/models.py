@@ -24,7 +24,6 @@ import ray
 
 from drsta.data.manifest import fingerprint, read_manifest
 from pipelines.evaluate import evaluate_program, registered_program
-from pipelines.inference import load_pulled
 from pipelines.tracking import default_tracking_uri, get_alias_version, load_registered, set_alias
 
 PROTOCOL = "cmc-map/same-camera-ignored/chunk-middle-frames"
@@ -68,8 +67,8 @@ def list_models(name: str, tracking_uri: str) -> list[dict[str, Any]]:
 
 
 def pull(model: str, out: Path, tracking_uri: str) -> dict[str, Any]:
-    """Download a registered version into `out/model` (pt2 program, config.yaml, metadata.json, state dict)
-    and check that it loads; returns its metadata. `model` is NAME@ALIAS, NAME/VERSION or a models:/ URI."""
+    """Download a registered version into `out/model` (pt2 program, config.yaml, metadata.json, state dict),
+    loaded once on the way to check it; returns its metadata. `model` is NAME@ALIAS, NAME/VERSION or a models:/ URI."""
     uri = model if model.startswith("models:/") else f"models:/{model}"
     out = Path(out)
     if out.exists() and any(out.iterdir()):
@@ -79,7 +78,6 @@ def pull(model: str, out: Path, tracking_uri: str) -> dict[str, Any]:
         _, metadata = load_registered(uri, tracking_uri, staging)
         downloaded = next(Path(staging).rglob("MLmodel")).parent
         shutil.move(downloaded, out / "model")
-    load_pulled(out)  # what embed/search/explain will do with it
     pinned = f"models:/{metadata['registered_name']}/{metadata['version']}"
     (out / "source.json").write_text(json.dumps({"requested": uri, "model_uri": pinned, "tracking_uri": tracking_uri}))
     return metadata | {"model_uri": pinned}

@@ -53,8 +53,7 @@ def search(gallery_path: Path, queries: list[Path], top_k: int, model_spec: str 
     gallery["embedding"] = np.asarray(gallery["embedding"], dtype=np.float32)
     embedded = embed_footage(model, items)
     if embedded.failures:
-        lines = "\n  ".join(f"{path}: {reason}" for path, reason in embedded.failures.items())
-        raise ValueError(f"cannot decode the query:\n  {lines}")
+        raise ValueError(f"cannot decode the query:\n  {embedded.failure_report()}")
     return {path: rank(gallery, emb, top_k) for path, emb in zip(embedded.paths, embedded.embeddings, strict=True)}
 
 
