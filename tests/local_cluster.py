@@ -5,7 +5,9 @@
         JobSubmissionClient(cluster.dashboard_url)     # in a process with that environment
 
 Both always run the script's `down` on the way out, which stops every process the script started (and only
-those), and raise RuntimeError with the script's output and the end of its logs when anything fails.
+those), and raise RuntimeError with the script's output and the end of its logs when anything fails. Their state
+directories hold secrets, so the scripts make a missing one mode 700 and refuse one that is not private
+(pytest's tmp_path and tmp_path_factory directories are).
 """
 
 from __future__ import annotations
@@ -29,8 +31,8 @@ class LocalRayCluster:
     Attributes:
         address: the GCS address, "127.0.0.1:PORT" (`ray.init(address=...)`, `drsta --address`).
         dashboard_url: dashboard and Jobs API, "http://127.0.0.1:PORT" (`JobSubmissionClient(...)`).
-        token_path: the file holding the cluster's authentication token.
-        state_dir: the script's --dir: PID files, logs, `env`.
+        token_path: the file holding the cluster's authentication token (mode 600).
+        state_dir: the script's --dir (mode 700): PID files, logs, `env`.
         outputs: everything the script printed (up, then down once the context exits).
     """
 
@@ -98,7 +100,8 @@ def local_ray_cluster(
     """A head node and `workers` worker nodes on this machine, with token authentication, on free ports.
 
     Args:
-        state_dir: the cluster's state directory (PID files, logs, token); created if missing.
+        state_dir: the cluster's state directory (PID files, logs, token): created (mode 700) if missing, else a
+            directory of this user with mode 700.
         workers: worker nodes besides the head.
         cpus_per_node: logical CPUs of each worker node.
         head_cpus: logical CPUs of the head node (0 keeps tasks off it).
@@ -124,13 +127,32 @@ def local_ray_cluster(
 
 
 @contextmanager
-def mlflow_server(state_dir: Path, timeout_s: int = 90) -> Iterator[str]:
-    """An MLflow tracking server on 127.0.0.1 (SQLite store and served artifacts in state_dir); its http URI."""
+def mlflow_server(
+    state_dir: Path, timeout_s: int = 90, basic_auth: bool = False, outputs: list[str] | None = None
+) -> Iterator[str]:
+    """An MLflow tracking server on 127.0.0.1 (SQLite store and served artifacts in state_dir); its http URI.
+
+    Args:
+        state_dir: the server's directory (store, artifacts, log): created (mode 700) if missing, else a directory
+            of this user with mode 700.
+        timeout_s: how long the start-up may take.
+        basic_auth: run MLflow's basic-auth app; `mlflow_credentials(state_dir)` then gives the admin's.
+        outputs: if given, gets everything the script printed (up, then down once the context exits).
+    """
     port = free_port()
     args = ["--dir", str(state_dir)]
+    auth = "basic" if basic_auth else "none"
+    printed = [] if outputs is None else outputs
     try:
-        up = ["up", *args, "--port", str(port), "--timeout", str(timeout_s)]
-        run_script("mlflow.sh", up, state_dir, timeout_s + 30)
+        up = ["up", *args, "--port", str(port), "--timeout", str(timeout_s), "--auth", auth]
+        printed.append(run_script("mlflow.sh", up, state_dir, timeout_s + 30))
         yield f"http://127.0.0.1:{port}"
     finally:
-        run_script("mlflow.sh", ["down", *args], state_dir, 60)
+        printed.append(run_script("mlflow.sh", ["down", *args], state_dir, 60))
+
+
+def mlflow_credentials(state_dir: Path) -> dict[str, str]:
+    """The environment variables through which an MLflow client authenticates as the admin of a basic-auth server
+    that `mlflow_server(state_dir, basic_auth=True)` started: never credentials in the tracking URI."""
+    password = (Path(state_dir) / "admin_password").read_text().strip()
+    return {"MLFLOW_TRACKING_USERNAME": "admin", "MLFLOW_TRACKING_PASSWORD": password}

@@ -1,5 +1,6 @@
 """infra/ holds together: manifests, cluster-launcher config, Dockerfile and scripts agree with each other and
-with the security rules (token authentication everywhere, nothing exposed, no secrets). Fast: nothing starts."""
+with the security rules (token authentication everywhere, nothing exposed, no secrets), and infra/local's scripts
+refuse state that others could have tampered with. Fast: nothing starts (the scripts meet fake `ray` / `mlflow`)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,8 @@ import re
 import shlex
 import shutil
 import subprocess
+import sys
+import tempfile
 import tomllib
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,6 +20,8 @@ from typing import Any
 
 import pytest
 import yaml
+
+from tests.local_cluster import free_port
 
 REPO = Path(__file__).resolve().parents[1]
 INFRA = REPO / "infra"
@@ -288,7 +293,12 @@ def test_scripts_pass_shellcheck() -> None:
 @pytest.mark.parametrize("script", ["cluster.sh", "mlflow.sh"])
 @pytest.mark.parametrize(
     ("args", "message"),
-    [([], "missing command"), (["up", "--bogus", "1"], "unknown option --bogus"), (["up", "--port", "x"], "--port")],
+    [
+        ([], "missing command"),
+        (["up", "--bogus", "1"], "unknown option --bogus"),
+        (["up", "--port", "x"], "--port"),
+        (["status"], "status needs --dir"),
+    ],
 )
 def test_scripts_reject_bad_arguments_with_usage(script: str, args: list[str], message: str) -> None:
     done = subprocess.run(["bash", str(INFRA / "local" / script), *args], capture_output=True, text=True,
@@ -296,3 +306,215 @@ def test_scripts_reject_bad_arguments_with_usage(script: str, args: list[str], m
     assert done.returncode != 0
     assert message in done.stderr
     assert "usage:" in done.stderr or "integer" in done.stderr
+
+
+# infra/local's scripts and the state they keep. A fake `ray` / `mlflow` records its arguments (bin/argv) and
+# environment (bin/environ) and fails, so a script runs up to the first start and no further.
+LOCAL = INFRA / "local"
+NOBODY = 65534
+SECRET_FILE = {"cluster.sh": "auth_token", "mlflow.sh": "admin_password"}
+NEEDS_SECRET = {"cluster.sh": [], "mlflow.sh": ["--auth", "basic"]}  # the options under which up uses it
+FAKE = '#!/bin/sh\nprintf "%s\\n" "$*" >>"${0%/*}/argv"\nenv >"${0%/*}/environ"\nexit 1\n'
+
+
+@pytest.fixture
+def fake_bin(tmp_path: Path) -> Path:
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for name, text in [("ray", FAKE), ("mlflow", FAKE), ("python", f'#!/bin/sh\nexec "{sys.executable}" "$@"\n')]:
+        (bin_dir / name).write_text(text)
+        (bin_dir / name).chmod(0o755)
+    return bin_dir
+
+
+def run_local(script: str, args: list[str], fake_bin: Path, **env: str) -> subprocess.CompletedProcess[str]:
+    """infra/local/<script> with args, meeting the fake `ray` and `mlflow`."""
+    env = {**os.environ, "PATH": f"{fake_bin}:/usr/bin:/bin", "RAY": str(fake_bin / "ray"),
+           "MLFLOW": str(fake_bin / "mlflow"), **env}  # fmt: skip
+    return subprocess.run(["bash", str(LOCAL / script), *args], capture_output=True, text=True, env=env, timeout=120)
+
+
+def up(script: str, state_dir: Path | None) -> list[str]:
+    """`up` on a free port, with the option that makes it use its secret file."""
+    where = [] if state_dir is None else ["--dir", str(state_dir)]
+    return ["up", *where, "--port", str(free_port()), "--timeout", "20", *NEEDS_SECRET[script]]
+
+
+def started(fake_bin: Path) -> bool:
+    return (fake_bin / "argv").exists()
+
+
+def need_root() -> None:
+    if os.geteuid() != 0:
+        pytest.skip("only root can give a file to another user")
+
+
+def dead_pid() -> int:
+    child = subprocess.Popen(["true"])
+    child.wait()
+    return child.pid
+
+
+@pytest.mark.parametrize("script", ["cluster.sh", "mlflow.sh"])
+@pytest.mark.parametrize(
+    ("case", "message"),
+    [("world-writable", "open to group or others (mode 777): run 'chmod 700"),
+     ("group-readable", "open to group or others (mode 750)"),
+     ("someone else's", f"belongs to uid {NOBODY}, not to you"),
+     ("a symbolic link", "is a symbolic link: pass the directory itself"),
+     ("in a directory others can change", "which someone else can change")],
+)  # fmt: skip
+def test_up_refuses_a_state_dir_that_is_not_private(
+    script: str, case: str, message: str, fake_bin: Path, tmp_path: Path
+) -> None:
+    state_dir = tmp_path / "state"
+    given = state_dir
+    if case == "in a directory others can change":
+        (tmp_path / "shared").mkdir(mode=0o777)
+        (tmp_path / "shared").chmod(0o777)
+        state_dir = given = tmp_path / "shared" / "state"
+    else:
+        state_dir.mkdir(mode=0o700)
+    if case == "world-writable":
+        state_dir.chmod(0o777)
+    elif case == "group-readable":
+        state_dir.chmod(0o750)
+    elif case == "someone else's":
+        need_root()
+        os.chown(state_dir, NOBODY, NOBODY)
+    elif case == "a symbolic link":
+        given = tmp_path / "link"
+        given.symlink_to(state_dir)
+    done = run_local(script, up(script, given), fake_bin)
+    assert done.returncode != 0
+    assert message in done.stderr
+    assert not started(fake_bin), "the script started something"
+    assert not list(state_dir.iterdir()), "the script wrote into a directory it refused"
+
+
+@pytest.mark.parametrize("script", ["cluster.sh", "mlflow.sh"])
+@pytest.mark.parametrize("case", ["readable by others", "someone else's", "a symbolic link", "empty"])
+def test_up_refuses_a_planted_secret(script: str, case: str, fake_bin: Path, tmp_path: Path) -> None:
+    """A token or password found in the state dir is used only if it is a non-empty file of ours, mode 600."""
+    state_dir = tmp_path / "state"
+    state_dir.mkdir(mode=0o700)
+    secret = state_dir / SECRET_FILE[script]
+    planted = tmp_path / "planted" if case == "a symbolic link" else secret
+    planted.write_text("" if case == "empty" else "known-to-whoever-planted-it\n")
+    planted.chmod(0o644 if case == "readable by others" else 0o600)
+    if case == "someone else's":
+        need_root()
+        os.chown(secret, NOBODY, NOBODY)
+    elif case == "a symbolic link":
+        secret.symlink_to(planted)
+    before = os.lstat(secret)
+    done = run_local(script, up(script, state_dir), fake_bin)
+    assert done.returncode != 0
+    assert f"{secret} is not a secret this script can trust" in done.stderr
+    assert "Delete it to have a new one generated" in done.stderr and f"chmod 600 {secret}" in done.stderr
+    assert not started(fake_bin), "the script started something with the planted secret"
+    after = os.lstat(secret)
+    assert (after.st_mode, after.st_uid, after.st_mtime_ns) == (before.st_mode, before.st_uid, before.st_mtime_ns)
+
+
+@pytest.mark.parametrize("script", ["cluster.sh", "mlflow.sh"])
+@pytest.mark.parametrize("given", ["no --dir", "a new --dir"])
+def test_up_keeps_its_state_and_secret_private(script: str, given: str, fake_bin: Path, tmp_path: Path) -> None:
+    """A new state dir is mode 700 (mktemp -d without --dir), the secret and every other file mode 600; the secret
+    reaches the server as a file or environment variable, never as an argument, and is never printed."""
+    before = set(tmp_path.iterdir())
+    state_dir = None if given == "no --dir" else tmp_path / "new" / "state"
+    done = run_local(script, up(script, state_dir), fake_bin, TMPDIR=str(tmp_path))
+    assert done.returncode != 0 and started(fake_bin), done.stderr  # the fake server fails once started
+    if state_dir is None:
+        (state_dir,) = set(tmp_path.iterdir()) - before - {fake_bin}
+        assert state_dir.name.startswith("drsta-")
+    assert str(state_dir) in done.stdout + done.stderr
+    assert oct(state_dir.stat().st_mode & 0o777) == "0o700"
+    files = [path for path in state_dir.rglob("*") if path.is_file()]
+    assert {path.name for path in files} >= {SECRET_FILE[script], "mlflow.log" if script == "mlflow.sh" else "env"}
+    assert {oct(path.stat().st_mode & 0o777) for path in files} == {"0o600"}
+    secret = (state_dir / SECRET_FILE[script]).read_text().strip()
+    assert re.fullmatch(r"[0-9a-f]{64}", secret)
+    assert secret not in (fake_bin / "argv").read_text() + done.stdout + done.stderr
+    environ = (fake_bin / "environ").read_text()
+    if script == "cluster.sh":
+        assert f"RAY_AUTH_TOKEN_PATH={state_dir / 'auth_token'}\n" in environ
+    else:
+        assert f"MLFLOW_AUTH_ADMIN_PASSWORD={secret}\n" in environ
+
+
+def test_postgres_password_reaches_mlflow_through_its_environment_only(fake_bin: Path, tmp_path: Path) -> None:
+    """`ps` shows every user the arguments of every process: the store URI must not be one of them."""
+    uri = "postgresql://drsta:pg-password-42@127.0.0.1:1/drsta"
+    args = ["up", "--backend", "postgresql", "--dir", str(tmp_path / "mlflow"), "--port", str(free_port())]
+    done = run_local("mlflow.sh", args, fake_bin, MLFLOW_BACKEND_STORE_URI=uri)
+    assert done.returncode != 0 and started(fake_bin), done.stderr
+    argv = (fake_bin / "argv").read_text()
+    assert argv.startswith("server ") and "pg-password-42" not in argv
+    assert f"MLFLOW_BACKEND_STORE_URI={uri}\n" in (fake_bin / "environ").read_text()
+    assert "pg-password-42" not in done.stdout + done.stderr
+    for path in (tmp_path / "mlflow").rglob("*"):
+        assert "pg-password-42" not in path.read_text(), path
+
+
+@pytest.mark.parametrize("script", ["cluster.sh", "mlflow.sh"])
+def test_down_refuses_a_symlinked_state_dir(script: str, fake_bin: Path, tmp_path: Path) -> None:
+    """Through a link, the PID files, state and temp dir that `down` acts on would be another directory's."""
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir(mode=0o700)
+    ray_temp = Path(tempfile.mkdtemp(prefix="drsta-ray-", dir="/tmp"))  # what the state names for deletion
+    try:
+        pid_file = elsewhere / ("head.pid" if script == "cluster.sh" else "mlflow.pid")
+        pid_file.write_text(f"{dead_pid()}\n")
+        (elsewhere / "state").write_text(f"port=1\ndashboard_port=2\ntemp_dir={ray_temp}\n")
+        (tmp_path / "link").symlink_to(elsewhere)
+        done = run_local(script, ["down", "--dir", str(tmp_path / "link")], fake_bin)
+        assert pid_file.exists() and ray_temp.exists(), "down deleted through the link"
+        assert done.returncode != 0
+        assert "is a symbolic link" in done.stderr
+    finally:
+        shutil.rmtree(ray_temp, ignore_errors=True)
+
+
+@pytest.mark.parametrize("attack", ["a path out of /tmp", "a command"])
+def test_cluster_down_deletes_nothing_outside_and_runs_nothing_from_its_state(
+    attack: str, fake_bin: Path, tmp_path: Path
+) -> None:
+    """STATE_DIR/state is read as data, and `down` deletes only a temp dir of exactly the shape `up` makes."""
+    victim = tmp_path / "victim"
+    victim.mkdir()
+    (victim / "precious").write_text("keep me")
+    start = Path(tempfile.mkdtemp(prefix="drsta-ray-", dir="/tmp"))  # a real directory for ".." to climb out of
+    try:
+        temp_dir = f"{start}/../..{victim}" if attack == "a path out of /tmp" else f"$(rm -rf {victim})"
+        state_dir = tmp_path / "state"
+        state_dir.mkdir(mode=0o700)
+        (state_dir / "head.pid").write_text(f"{dead_pid()}\n")
+        (state_dir / "state").write_text(f"port=1\ndashboard_port=2\ntemp_dir={temp_dir}\n")
+        done = run_local("cluster.sh", ["down", "--dir", str(state_dir)], fake_bin)
+        assert (victim / "precious").read_text() == "keep me"
+        assert done.returncode != 0
+        assert "state is missing or damaged" in done.stderr
+    finally:
+        shutil.rmtree(start, ignore_errors=True)
+
+
+@pytest.mark.parametrize("script", ["cluster.sh", "mlflow.sh"])
+@pytest.mark.parametrize("writable", ["common.sh", "its directory"])
+def test_scripts_source_no_common_sh_others_can_change(script: str, writable: str, tmp_path: Path) -> None:
+    """common.sh runs with the caller's rights: a copy others could have changed (here, to leave a mark) is refused."""
+    copy = tmp_path / "local"
+    copy.mkdir()
+    for path in LOCAL.glob("*.sh"):
+        shutil.copy(path, copy / path.name)
+    mark = tmp_path / "common.sh-ran"
+    with (copy / "common.sh").open("a") as common:
+        common.write(f'\ntouch "{mark}"\n')
+    changeable = copy / "common.sh" if writable == "common.sh" else copy
+    changeable.chmod(changeable.stat().st_mode | 0o022)
+    done = subprocess.run(["bash", str(copy / script), "status", "--dir", str(tmp_path / "state")],
+                          capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert not mark.exists(), "the script sourced a common.sh others can change"
+    assert done.returncode != 0
+    assert f"{changeable} could be changed by someone else" in done.stderr

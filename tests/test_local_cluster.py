@@ -1,8 +1,10 @@
-"""infra/local's scripts bring up a real two-node Ray cluster with token authentication and an MLflow server, and
-take down exactly what they started (through tests/local_cluster.py, as the job-submission tests use them)."""
+"""infra/local's scripts bring up a real two-node Ray cluster with token authentication and an MLflow server (with
+basic auth if asked), keep their secrets off command lines and output, and take down exactly what they started
+(through tests/local_cluster.py, as the job-submission tests use them)."""
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
@@ -14,7 +16,14 @@ from pathlib import Path
 
 import pytest
 
-from tests.local_cluster import LocalRayCluster, local_ray_cluster, mlflow_server, run_script, script_env
+from tests.local_cluster import (
+    LocalRayCluster,
+    local_ray_cluster,
+    mlflow_credentials,
+    mlflow_server,
+    run_script,
+    script_env,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -114,14 +123,21 @@ def test_dashboard_listens_on_loopback_only(cluster: LocalRayCluster) -> None:
         socket.create_connection((address, port), timeout=5)
 
 
+def all_command_lines() -> str:
+    """What `ps` shows every user of this machine: the arguments of every process."""
+    return subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True, check=True).stdout
+
+
 def test_status_lists_the_nodes_and_no_output_shows_the_token(cluster: LocalRayCluster) -> None:
     status = run_script("cluster.sh", ["status", "--dir", str(cluster.state_dir)], cluster.state_dir, 120)
     nodes = [line.split()[1:3] for line in status.splitlines() if line.startswith("node_")]
     assert sorted(nodes) == [["head", "alive"], ["worker", "alive"]], status
     token = cluster.token_path.read_text().strip()
     assert oct(cluster.token_path.stat().st_mode & 0o777) == "0o600"
+    assert oct(cluster.state_dir.stat().st_mode & 0o777) == "0o700"
     for text in [*cluster.outputs, status, *(log.read_text() for log in cluster.state_dir.glob("*.log"))]:
         assert token not in text
+    assert token not in all_command_lines()
 
 
 def test_mlflow_server_stores_served_artifacts(tmp_path: Path) -> None:
@@ -143,3 +159,53 @@ def test_mlflow_server_stores_served_artifacts(tmp_path: Path) -> None:
     assert stored.read_text() == "tracked through the server"
     assert not session_members(leader), "mlflow processes left after down"
     assert os.path.exists(state_dir / "mlflow.db")
+
+
+def post_status(url: str, body: dict[str, str]) -> int:
+    """The HTTP status of an anonymous JSON POST."""
+    request = urllib.request.Request(url, json.dumps(body).encode(), {"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return response.status
+    except urllib.error.HTTPError as error:
+        return error.code
+
+
+def test_mlflow_basic_auth_refuses_anonymous_writes_and_keeps_the_password_secret(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
+
+    state_dir = tmp_path / "mlflow"
+    outputs: list[str] = []
+    with mlflow_server(state_dir, basic_auth=True, outputs=outputs) as tracking_uri:
+        credentials = mlflow_credentials(state_dir)
+        password = credentials["MLFLOW_TRACKING_PASSWORD"]
+        api = f"{tracking_uri}/api/2.0/mlflow"
+        assert post_status(f"{api}/experiments/create", {"name": "anonymous"}) == 401
+        assert post_status(f"{api}/registered-models/create", {"name": "anonymous"}) == 401
+        assert status_of(f"{api}/experiments/search?max_results=1", None) == 401
+
+        monkeypatch.setenv("MLFLOW_TRACKING_USERNAME", "admin")
+        monkeypatch.setenv("MLFLOW_TRACKING_PASSWORD", "not-the-password")
+        with pytest.raises(MlflowException, match="401"):
+            MlflowClient(tracking_uri).create_experiment("wrong-password")
+        monkeypatch.setenv("MLFLOW_TRACKING_PASSWORD", password)
+        client = MlflowClient(tracking_uri)
+        experiment_id = client.create_experiment("with-credentials")
+        client.create_registered_model("drsta-basic-auth")
+        assert client.get_experiment(experiment_id).name == "with-credentials"
+        assert client.get_registered_model("drsta-basic-auth").name == "drsta-basic-auth"
+
+        leader = int((state_dir / "mlflow.pid").read_text())
+        server_args = [Path(f"/proc/{pid}/cmdline").read_bytes() for pid in session_members(leader)]
+        assert server_args and not [args for args in server_args if b"--backend-store-uri" in args]
+        assert password not in all_command_lines()
+        status = run_script("mlflow.sh", ["status", "--dir", str(state_dir)], state_dir, 60)
+    assert str(state_dir / "admin_password") in outputs[0]
+    for text in [*outputs, status, *((state_dir / name).read_text() for name in ("mlflow.log", "basic_auth.ini"))]:
+        assert password not in text
+    for name in ("admin_password", "basic_auth.db", "mlflow.db"):
+        assert oct((state_dir / name).stat().st_mode & 0o777) == "0o600", name
+    assert not session_members(leader), "mlflow processes left after down"

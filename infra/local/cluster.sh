@@ -4,8 +4,8 @@
 #
 #   infra/local/cluster.sh up     [--workers N] [--cpus-per-node C] [--head-cpus H] [--port P]
 #                                 [--dashboard-port D] [--object-store-mb M] [--timeout S] [--dir STATE_DIR]
-#   infra/local/cluster.sh status [--dir STATE_DIR]
-#   infra/local/cluster.sh down   [--dir STATE_DIR]
+#   infra/local/cluster.sh status --dir STATE_DIR
+#   infra/local/cluster.sh down   --dir STATE_DIR
 #
 # Defaults fit a 2-core machine: a 1-CPU head and one 2-CPU worker (logical CPUs may exceed the cores); nodes
 # get no GPUs. --port / --dashboard-port 0 (the default) pick free ports. `source STATE_DIR/env` then points
@@ -13,15 +13,30 @@
 #   ray job submit -- drsta train --config "$PWD/configs/synthetic_cpu.yaml" --manifest "$PWD/data/synth-ingest"
 #
 # Needs `ray` on PATH (activate .venv) or RAY=/path/to/ray; its environment's python is used too.
-# The token is a file, STATE_DIR/auth_token (generated if missing; put your own there to reuse one), never
-# printed. The dashboard and Jobs API listen on 127.0.0.1 only. The GCS port listens on every interface (Ray
-# binds it so): the token is what guards it.
+# STATE_DIR (PID files, logs, the token, `env`) is private: without --dir, `up` makes a new one (mktemp -d) and
+# prints it. A --dir must be a directory of yours with mode 700 (a missing one is created so), not a symbolic
+# link, in directories that no one else can change. What the script creates is for your user only (umask 077).
+# The token is a file, STATE_DIR/auth_token, generated (mode 600) if missing and never printed. To reuse a token,
+# put it there before `up` as a file of yours with mode 600; any other (someone may have planted it to get in,
+# or can read it) is refused. The dashboard and Jobs API listen on 127.0.0.1 only. The GCS port listens on every
+# interface (Ray binds it so): the token is what guards it.
 # Several raylets on one host need their own dashboard-agent port (default 52365 would clash) and random
 # worker ports (the default 10002-19999 range would be handed out twice); each cluster gets its own short
-# --temp-dir (Unix socket paths must stay under 108 bytes), so it never touches /tmp/ray or another cluster.
+# --temp-dir, /tmp/drsta-ray-XXXXXX (Unix socket paths must stay under 108 bytes), so it never touches /tmp/ray
+# or another cluster; `down` deletes it only while its real path is still the directory mktemp made for us.
 set -euo pipefail
+umask 077
 
-here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd -P)
+# common.sh runs with our rights: source it only if no one but us or root can change it or its directory.
+for path in "$here" "$here/common.sh"; do
+  read -r owner mode < <(stat -c '%u %a' -- "$path")
+  if [[ -L $path || ($owner != 0 && $owner != "$EUID") ]] || ((8#$mode & 8#022)); then
+    echo "${0##*/}: error: $path could be changed by someone else (owner uid $owner, mode $mode): it must be" \
+      "yours or root's and not writable by group or others ('chmod go-w $path')" >&2
+    exit 1
+  fi
+done
 # shellcheck source=infra/local/common.sh
 source "$here/common.sh"
 
@@ -30,17 +45,17 @@ usage() { # MESSAGE: what was wrong with the arguments
   cat >&2 <<EOF
 usage: $0 up     [--workers N] [--cpus-per-node C] [--head-cpus H] [--port P] [--dashboard-port D]
                  [--object-store-mb M] [--timeout S] [--dir STATE_DIR]
-       $0 status [--dir STATE_DIR]
-       $0 down   [--dir STATE_DIR]
+       $0 status --dir STATE_DIR
+       $0 down   --dir STATE_DIR
 EOF
   exit 2
 }
 
 command=${1:-}
 [[ -n $command ]] || usage "missing command: up, status or down"
+[[ $command =~ ^(up|status|down)$ ]] || usage "unknown command '$command': use up, status or down"
 shift
-workers=1 cpus_per_node=2 head_cpus=1 port=0 dashboard_port=0 object_store_mb=512 timeout=120
-state_dir=${TMPDIR:-/tmp}/drsta-ray-cluster
+workers=1 cpus_per_node=2 head_cpus=1 port=0 dashboard_port=0 object_store_mb=512 timeout=120 state_dir=
 while [[ $# -gt 0 ]]; do
   [[ $# -ge 2 ]] || usage "$1 needs a value"
   case $1 in
@@ -59,8 +74,14 @@ done
 for option in workers cpus_per_node head_cpus port dashboard_port object_store_mb timeout; do
   need_int "--${option//_/-}" "${!option}"
 done
-mkdir -p "$state_dir"
-state_dir=$(cd "$state_dir" && pwd)
+if [[ -z $state_dir ]]; then
+  [[ $command == up ]] || usage "$command needs --dir STATE_DIR, the directory 'up' printed"
+  state_dir=$(mktemp -d "${TMPDIR:-/tmp}/drsta-ray-cluster.XXXXXX")
+elif [[ $command == down && ! -e $state_dir && ! -L $state_dir ]]; then
+  echo "no cluster was started from $state_dir"
+  exit 0
+fi
+state_dir=$(private_dir "$state_dir" "$([[ $command != up ]] || echo create)")
 
 ray_bin=${RAY:-ray}
 command -v "$ray_bin" >/dev/null ||
@@ -73,17 +94,32 @@ token_path=$state_dir/auth_token
 unset RAY_AUTH_TOKEN RAY_ADDRESS RAY_API_SERVER_ADDRESS
 export RAY_AUTH_MODE=token RAY_AUTH_TOKEN_PATH=$token_path RAY_USAGE_STATS_ENABLED=0
 
-# The `ray start --block` PID files: head.pid, worker-1.pid, ...
+# The `ray start --block` PIDs, from head.pid, worker-1.pid, ...
 leaders() {
   local file
   for file in "$state_dir"/head.pid "$state_dir"/worker-*.pid; do
-    [[ -f $file ]] && cat "$file"
+    [[ -f $file ]] && read_int "$file" PID
   done
   return 0
 }
 
 running() {
-  [[ -f $state_dir/head.pid ]] && alive "$(cat "$state_dir/head.pid")"
+  [[ -f $state_dir/head.pid ]] && alive "$(read_int "$state_dir/head.pid" PID)"
+}
+
+# state_value KEY: KEY's value in STATE_DIR/state, read as data (the file is never sourced).
+state_value() {
+  sed -n "s/^$1=//p" "$state_dir/state" 2>/dev/null | head -n 1
+}
+
+# recorded_temp_dir: the Ray temp dir `up` recorded, which must look exactly like what
+# `mktemp -d /tmp/drsta-ray-XXXXXX` makes (no "..", no "/" after the prefix).
+recorded_temp_dir() {
+  local dir
+  dir=$(state_value temp_dir)
+  [[ $dir =~ ^/tmp/drsta-ray-[A-Za-z0-9]{6}$ ]] ||
+    die "$state_dir/state is missing or damaged (temp_dir='$dir'): stop the nodes by hand (PIDs in $state_dir/*.pid)"
+  echo "$dir"
 }
 
 start_node() { # NAME ARGS...: start one `ray start --block` in a session of its own
@@ -125,30 +161,24 @@ EOF
 }
 
 up() {
+  local pids
   if running; then
     die "a cluster from $state_dir is already running: stop it with '$0 down --dir $state_dir'"
   fi
-  [[ -z $(leaders) ]] || down # what is left of a cluster whose head died
-  if [[ ! -s $token_path ]]; then
-    (umask 077 && "$python" -c 'import secrets; print(secrets.token_hex(32))' >"$token_path")
-  fi
+  pids=$(leaders) || exit 1
+  [[ -z $pids ]] || down # what is left of a cluster whose head died
+  check_secret "$token_path"
+  [[ -e $token_path ]] || new_secret "$token_path"
   [[ $port -ne 0 ]] || port=$(free_port "$python")
   [[ $dashboard_port -ne 0 ]] || dashboard_port=$(free_port "$python")
   need_free_port "$python" "$port" --port
   need_free_port "$python" "$dashboard_port" --dashboard-port
   rm -f "$state_dir"/*.pid "$state_dir"/*.log
   temp_dir=$(mktemp -d /tmp/drsta-ray-XXXXXX)
-  cat >"$state_dir/state" <<EOF
-port=$port
-dashboard_port=$dashboard_port
-temp_dir=$temp_dir
-EOF
-  cat >"$state_dir/env" <<EOF
-export RAY_AUTH_MODE=token
-export RAY_AUTH_TOKEN_PATH=$token_path
-export RAY_ADDRESS=127.0.0.1:$port
-export RAY_API_SERVER_ADDRESS=http://127.0.0.1:$dashboard_port
-EOF
+  printf '%s\n' "port=$port" "dashboard_port=$dashboard_port" "temp_dir=$temp_dir" >"$state_dir/state"
+  # For `source STATE_DIR/env` in the user's shell (a file only they can write), every value quoted.
+  printf 'export %s=%q\n' RAY_AUTH_MODE token RAY_AUTH_TOKEN_PATH "$token_path" RAY_ADDRESS "127.0.0.1:$port" \
+    RAY_API_SERVER_ADDRESS "http://127.0.0.1:$dashboard_port" >"$state_dir/env"
 
   start_node head --head --port "$port" --num-cpus "$head_cpus" --dashboard-host 127.0.0.1 \
     --dashboard-port "$dashboard_port" --ray-client-server-port "$(free_port "$python")"
@@ -170,7 +200,7 @@ EOF
 Ray cluster up: a head ($head_cpus CPU) and $workers worker node(s) ($cpus_per_node CPUs each), state in $state_dir
   GCS address       127.0.0.1:$port   (ray.init(address=...), drsta --address)
   dashboard / jobs  http://127.0.0.1:$dashboard_port   (127.0.0.1 only)
-  token file        $token_path
+  token file        $token_path   (mode 600: keep it so, never print it)
   client settings   source $state_dir/env
   logs              $state_dir/*.log, $temp_dir/session_latest/logs
   stop              $0 down --dir $state_dir
@@ -179,8 +209,9 @@ EOF
 
 status() {
   running || die "no cluster is running from $state_dir: start one with '$0 up --dir $state_dir'"
-  # shellcheck source=/dev/null
-  source "$state_dir/state"
+  port=$(state_value port) dashboard_port=$(state_value dashboard_port)
+  need_int "port in $state_dir/state" "$port"
+  need_int "dashboard_port in $state_dir/state" "$dashboard_port"
   echo "GCS 127.0.0.1:$port, dashboard / jobs http://127.0.0.1:$dashboard_port, token file $token_path"
   # From the GCS: `ray status` shows the autoscaler's view, which lags seconds behind a node's start.
   "$python" - "127.0.0.1:$port" <<'EOF'
@@ -198,19 +229,26 @@ EOF
 }
 
 down() {
-  local pids
-  pids=$(leaders)
+  local pids temp_dir owner mode
+  pids=$(leaders) || exit 1
   if [[ -z $pids ]]; then
     echo "no cluster was started from $state_dir"
     return 0
   fi
-  # shellcheck source=/dev/null
-  source "$state_dir/state"
+  temp_dir=$(recorded_temp_dir) || exit 1
   # A node drains for up to 30 s on SIGTERM before it stops its processes.
   # shellcheck disable=SC2086  # one PID per word
   stop_sessions "--temp-dir $temp_dir" 45 $pids
   rm -f "$state_dir"/*.pid
-  [[ $temp_dir == /tmp/drsta-ray-* ]] && rm -rf "$temp_dir"
+  # Only the directory mktemp made: not a link, not a path that resolves elsewhere, not someone else's.
+  if [[ -d $temp_dir && ! -L $temp_dir ]]; then
+    read -r owner mode < <(owner_and_mode "$temp_dir")
+    if [[ $(realpath -e -- "$temp_dir") == "$temp_dir" && $owner == "$EUID" ]]; then
+      rm -rf -- "$temp_dir"
+    else
+      echo "left $temp_dir in place: it is not the directory 'up' made (owner uid $owner, mode $mode)" >&2
+    fi
+  fi
   echo "Ray cluster from $state_dir stopped"
 }
 
@@ -218,5 +256,4 @@ case $command in
   up) up ;;
   status) status ;;
   down) down ;;
-  *) usage "unknown command '$command': use up, status or down" ;;
 esac

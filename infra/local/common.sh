@@ -1,11 +1,17 @@
 # shellcheck shell=bash
-# Helpers shared by cluster.sh and mlflow.sh (sourced, not run).
+# Helpers shared by cluster.sh and mlflow.sh (sourced, not run; each script first checks that no one else can
+# change this file or its directory).
 #
 # Every long-running process is started with `setsid`, so it leads a session of its own and everything it
 # spawns (raylets, dashboard, Ray workers, uvicorn...) stays in that session: stopping "exactly what this
 # script started" means stopping the members of those sessions and nothing else. Linux does not reuse a PID
 # while a process still uses it as its session id, so a session's members are ours whenever its leader is gone;
 # while the leader lives, it must be the command we recorded.
+#
+# The state directory holds secrets (the Ray token, the MLflow admin password), PID files that say what to kill,
+# and logs: it must be a directory that only we can use, reached through directories that only we or root can
+# change. Its files are read as data (never `source`d), and a secret found there is used only if it is a
+# regular file of ours that no one else can read.
 
 die() {
   echo "${0##*/}: error: $*" >&2
@@ -15,6 +21,68 @@ die() {
 # need_int NAME VALUE: VALUE must be a non-negative integer.
 need_int() {
   [[ $2 =~ ^[0-9]+$ ]] || die "$1 must be a non-negative integer, got '$2'"
+}
+
+# owner_and_mode PATH: "UID OCTAL_MODE" of PATH itself (a symbolic link is not followed).
+owner_and_mode() {
+  stat -c '%u %a' -- "$1"
+}
+
+# private_dir DIR [create]: DIR's real path, once checked to be a directory of ours with no access for group or
+# others, below directories that only we or root can change (sticky ones such as /tmp aside: there no one can
+# rename what is ours). With `create`, a missing DIR is made (mode 700). A DIR that is itself a symbolic link is
+# refused: it would point the state, and what `down` deletes, somewhere else.
+private_dir() {
+  local dir=$1 path owner mode
+  [[ ! -L $dir ]] || die "--dir $dir is a symbolic link: pass the directory itself"
+  if [[ ! -e $dir && ${2:-} == create ]]; then
+    mkdir -p -- "$(dirname -- "$dir")"
+    mkdir -m 700 -- "$dir" || die "could not create --dir $dir"
+  fi
+  [[ -d $dir && ! -L $dir ]] || die "--dir $dir is not a directory"
+  dir=$(realpath -e -- "$dir")
+  read -r owner mode < <(owner_and_mode "$dir")
+  [[ $owner == "$EUID" ]] ||
+    die "--dir $dir belongs to uid $owner, not to you (uid $EUID): pass a directory of your own, or no --dir"
+  (((8#$mode & 8#077) == 0)) ||
+    die "--dir $dir is open to group or others (mode $mode): run 'chmod 700 $dir', or pass a new --dir"
+  path=$dir
+  while [[ $path != / ]]; do
+    path=$(dirname -- "$path")
+    read -r owner mode < <(owner_and_mode "$path")
+    if [[ $owner != 0 && $owner != "$EUID" ]] || ((8#$mode & 8#022 && !(8#$mode & 8#1000))); then
+      die "--dir $dir lies in $path, which someone else can change (owner uid $owner, mode $mode): pass a --dir" \
+        "in a directory of your own"
+    fi
+  done
+  echo "$dir"
+}
+
+# check_secret FILE: fail unless FILE (if it exists) is a non-empty regular file of ours that only we can read.
+# In a private directory only we (or root) can have put it there; anything else may be a secret someone planted
+# to get in, or one they could read.
+check_secret() {
+  local file=$1 owner mode
+  [[ -e $file || -L $file ]] || return 0
+  read -r owner mode < <(owner_and_mode "$file")
+  if [[ -L $file || ! -f $file || ! -s $file || $owner != "$EUID" ]] || ((8#$mode & 8#077)); then
+    die "$file is not a secret this script can trust (owner uid $owner, mode $mode, $(stat -c %F -- "$file")):" \
+      "someone else may have planted it or can read it. Delete it to have a new one generated; if you put it" \
+      "there yourself, make it a non-empty file of yours with 'chmod 600 $file'"
+  fi
+}
+
+# new_secret FILE: write 32 random bytes, hex, to a new FILE of mode 600 (never through an existing file or link).
+new_secret() {
+  (umask 077 && set -o noclobber && { od -An -tx1 -N32 /dev/urandom | tr -d ' \n' && echo; } >"$1")
+}
+
+# read_int FILE WHAT: the integer FILE holds (a PID, a port), checked.
+read_int() {
+  local value
+  value=$(<"$1")
+  need_int "$2 in $1" "$value"
+  echo "$value"
 }
 
 # tail_log FILE: the end of a log, for error messages.
