@@ -1,4 +1,4 @@
-"""Writing clips as H.264 video with PyAV (short keyframe intervals make decord's random access cheap)."""
+"""Writing clips as H.264 video with PyAV (short keyframe intervals make random access to a frame cheap)."""
 
 from __future__ import annotations
 
@@ -8,8 +8,6 @@ from pathlib import Path
 import av
 import numpy as np
 
-from drsta.data.decode import DECORD_WIDTH_HINT, decord_decodes_width
-
 
 def write_video(frames: np.ndarray, path: str | Path, fps: int = 25, gop: int = 12, crf: int = 18) -> Path:
     """Encode frames as an H.264 MP4 (libx264, yuv420p) with a keyframe exactly every `gop` frames, atomically.
@@ -18,7 +16,8 @@ def write_video(frames: np.ndarray, path: str | Path, fps: int = 25, gop: int = 
     leaves a truncated video behind; the same frames always give the same bytes.
 
     Args:
-        frames: (T, H, W, 3) uint8 RGB; H and W even, W one that decord decodes (see `decord_decodes_width`).
+        frames: (T, H, W, 3) uint8 RGB, H and W even (yuv420p halves the chroma both ways). Every even width
+            decodes: drsta.data.decode reads the widths decord misreads with PyAV.
         path: the .mp4 to write (parent folders are created).
         fps: frame rate.
         gop: keyframe interval in frames (scene-cut keyframes are off: keyframes at 0, gop, 2·gop, …); decoding
@@ -33,9 +32,7 @@ def write_video(frames: np.ndarray, path: str | Path, fps: int = 25, gop: int = 
         raise ValueError(f"frames must be a non-empty (T, H, W, 3) uint8 array, got {frames.shape} {frames.dtype}")
     height, width = frames.shape[1:3]
     if height % 2 or width % 2:
-        raise ValueError(f"yuv420p needs an even frame size, got {height}×{width}")
-    if not decord_decodes_width(width):
-        raise ValueError(f"frame width {width}: {DECORD_WIDTH_HINT}")
+        raise ValueError(f"yuv420p needs an even frame size, got {height}×{width}: crop or pad the frames by one pixel")
     if fps < 1 or gop < 1:
         raise ValueError(f"fps and gop must be >= 1, got fps={fps}, gop={gop}")
     path = Path(path)

@@ -6,7 +6,7 @@ import dataclasses
 import re
 from pathlib import Path
 
-from drsta.data.decode import SAFE_WIDTH_MULTIPLE, DecodeError, probe, read_clip
+from drsta.data.decode import DecodeError, Probe, decord_decodes_width, probe, read_clip
 from drsta.data.encode import write_video
 from drsta.data.tracklet import Tracklet
 
@@ -32,7 +32,7 @@ def validate(tracklet: Tracklet, min_frames: int = 1, min_size: tuple[int, int] 
 def transcode(tracklet: Tracklet, video_dir: Path, gop: int) -> Tracklet:
     """Re-encode a validated frame-folder tracklet as one H.264 video with keyframes every `gop` frames.
 
-    Idempotent: a video already there with the right frame count is reused.
+    Idempotent: a video already there with the right frame count and size is reused.
     """
     if tracklet.source != "frames":
         return tracklet
@@ -41,7 +41,7 @@ def transcode(tracklet: Tracklet, video_dir: Path, gop: int) -> Tracklet:
     video = dataclasses.replace(tracklet, source="video", uri=str(path), frames=(), height=height, width=width)
     if path.is_file():
         try:
-            if probe("video", str(path), ()).num_frames == tracklet.num_frames:
+            if probe("video", str(path), ()) == Probe(tracklet.num_frames, height, width):
                 return video
         except DecodeError:
             pass  # a leftover of an interrupted or older run: encode it again
@@ -51,11 +51,12 @@ def transcode(tracklet: Tracklet, video_dir: Path, gop: int) -> Tracklet:
 
 
 def transcoded_size(height: int, width: int) -> tuple[int, int]:
-    """The frame size a transcoded video gets: the width rounded to a multiple of 64 (decord decodes every such
-    width; see drsta.data.decode), the height scaled alike and even (yuv420p). Training resizes frames to the
-    model input anyway, so the slight stretch costs nothing."""
-    new_width = max(SAFE_WIDTH_MULTIPLE, round(width / SAFE_WIDTH_MULTIPLE) * SAFE_WIDTH_MULTIPLE)
-    new_height = max(2, round(height * new_width / width / 2) * 2)
+    """The frame size a transcoded video gets: the frames' own, made even (yuv420p), the width then widened by
+    2 px while it is one decord misreads (16 → 18, 48 → 50; see `decord_decodes_width`), so that training decodes
+    it on decord's fast path rather than PyAV's. Training resizes frames to the model input anyway."""
+    new_height, new_width = height + height % 2, width + width % 2
+    while not decord_decodes_width(new_width):
+        new_width += 2
     return new_height, new_width
 
 
