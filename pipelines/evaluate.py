@@ -22,13 +22,15 @@ import torch
 
 from drsta.config import ExperimentConfig
 from drsta.data.manifest import read_manifest
-from drsta.engine import TrackletEmbeddings
+from drsta.engine import TrackletEmbeddings, load_state
 from drsta.metrics import RetrievalResult
 from drsta.model import build_model
 from drsta.model.export import export_model
 from drsta.ray.embed import embed_dataset
 from drsta.ray.stream import evaluation_stream
-from pipelines.tracking import default_tracking_uri, load_registered
+from pipelines.model_files import read_model_dir
+from pipelines.ray_runtime import ADDRESS_HELP, connect
+from pipelines.tracking import download_registered, existing_tracking_uri
 
 
 def evaluate_program(
@@ -49,9 +51,7 @@ def evaluate_program(
 def checkpoint_program(checkpoint_dir: Path) -> tuple[bytes, ExperimentConfig]:
     """Export a training checkpoint's model; returns the `.pt2` bytes and the run's config."""
     state_path = Path(checkpoint_dir) / "state.pt"
-    if not state_path.is_file():
-        raise FileNotFoundError(f"{state_path} not found: pass a checkpoint directory written by drsta train")
-    state = torch.load(state_path, map_location="cpu", weights_only=False)
+    state = load_state(state_path)  # weights_only: a planted checkpoint cannot run code
     cfg = ExperimentConfig.from_dict(state["config"], source=f"config in {state_path}")
     classifier = state["model"].get("classifier.weight")
     model = build_model(cfg.model, None if classifier is None else classifier.shape[0])
@@ -63,10 +63,10 @@ def checkpoint_program(checkpoint_dir: Path) -> tuple[bytes, ExperimentConfig]:
 
 
 def registered_program(model_uri: str, tracking_uri: str | None) -> tuple[bytes, ExperimentConfig]:
-    """Pull a registered model; returns its `.pt2` bytes and config."""
+    """Pull a registered model; returns its checked `.pt2` bytes and config."""
     with tempfile.TemporaryDirectory() as directory:
-        _, metadata = load_registered(model_uri, tracking_uri, directory)
-        program = next(Path(directory).rglob("*.pt2")).read_bytes()
+        local, _ = download_registered(model_uri, tracking_uri, directory)
+        program, metadata = read_model_dir(local, model_uri)
     return program, ExperimentConfig.from_dict(metadata["config"], source=f"config of {model_uri}")
 
 
@@ -78,16 +78,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--tracking-uri", help="MLflow tracking URI (default: sqlite:///mlflow.db here)")
     parser.add_argument("--actors", type=int, default=1, help="embedding actors")
     parser.add_argument("--use-gpu", action="store_true", help="one GPU per embedding actor")
-    parser.add_argument("--address", help="Ray cluster address (default: a local Ray started for this run)")
+    parser.add_argument("--address", help=ADDRESS_HELP)
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
-    tracking_uri = default_tracking_uri(args.tracking_uri)
     if args.checkpoint:
         program, cfg = checkpoint_program(args.checkpoint)
     else:
-        program, cfg = registered_program(args.model, tracking_uri)
-    ray.init(address=args.address, ignore_reinit_error=True)
+        program, cfg = registered_program(args.model, existing_tracking_uri(args.tracking_uri))
+    connect(args.address, "evaluate")
     try:
         result = evaluate_program(program, cfg, args.manifest, args.actors, args.use_gpu)
     finally:

@@ -1,13 +1,13 @@
 """Using a trained model on new footage: load it (registry URI or a pulled directory), read tracklets from
 video files or frame folders, embed them in batches.
 
-Shared by `drsta embed`, `drsta search` and `drsta explain`. The model is the exported `.pt2` program (loaded
-with torch.export, no pickled code); frames are the deterministic test-time ones (each chunk's middle frame).
+Shared by `drsta embed`, `drsta search` and `drsta explain`. The model is the exported `.pt2` program, checked
+and then loaded with torch.export (nothing in a model file can run code); frames are the deterministic test-time
+ones (each chunk's middle frame).
 """
 
 from __future__ import annotations
 
-import json
 import re
 import tempfile
 from collections.abc import Iterator, Sequence
@@ -16,10 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import mlflow.pytorch
 import numpy as np
 import torch
-import yaml
 
 from drsta.config import ExperimentConfig
 from drsta.data.datasets._common import list_files
@@ -27,7 +25,8 @@ from drsta.data.datasets.videos import VIDEO_SUFFIXES
 from drsta.data.decode import DecodeError, probe, read_clip
 from drsta.data.sampling import evaluation_indices
 from drsta.engine import clips_to_input
-from pipelines.tracking import default_tracking_uri, load_registered
+from pipelines.model_files import load_model_dir
+from pipelines.tracking import existing_tracking_uri, load_registered
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")
 _LAST_NUMBER = re.compile(r".*?(?P<frame>\d+)\D*")
@@ -59,7 +58,7 @@ def load_model(spec: str, tracking_uri: str | None, use_gpu: bool | None = None)
     """Load `spec` (a registry URI or a pulled directory); on the GPU when there is one (or as `use_gpu` says)."""
     if spec.startswith("models:/"):
         with tempfile.TemporaryDirectory() as directory:
-            program, metadata = load_registered(spec, default_tracking_uri(tracking_uri), directory)
+            program, metadata = load_registered(spec, existing_tracking_uri(tracking_uri), directory)
         uri = f"models:/{metadata['registered_name']}/{metadata['version']}"
     else:
         program, metadata = load_pulled(Path(spec))
@@ -72,14 +71,11 @@ def load_model(spec: str, tracking_uri: str | None, use_gpu: bool | None = None)
 
 
 def load_pulled(directory: Path) -> tuple[Any, dict[str, Any]]:
-    """The program and metadata of a directory written by `drsta models pull`."""
+    """The program and metadata of a directory written by `drsta models pull` (checked: nothing in it runs)."""
     model_dir = directory / "model"
     if not (model_dir / "MLmodel").is_file():
         raise ValueError(f"--model {directory}: not a pulled model (no model/MLmodel in it); expected {MODEL_HELP}")
-    program = mlflow.pytorch.load_model(str(model_dir))
-    metadata = json.loads((model_dir / "metadata.json").read_text())
-    metadata["config"] = yaml.safe_load((model_dir / "config.yaml").read_text())
-    return program, metadata
+    return load_model_dir(model_dir, str(directory))
 
 
 @dataclass(frozen=True)

@@ -3,9 +3,10 @@
     drsta search --gallery gallery.parquet --query clip.mp4 [--top-k 10] [--model models:/drsta/3]
 
 The query is embedded with the model that embedded the gallery (recorded in the gallery file; a different
---model is refused, its descriptors would not be comparable). Distances are Euclidean between L2-normalised
-descriptors, as in evaluation. Prints the top-k gallery tracklets and, when the gallery knows identities, the
-identities ranked by their closest tracklet.
+--model is refused, its descriptors would not be comparable). Without --model, the gallery's model is used only
+if it is a registry URI: a local directory named by a gallery file is never loaded unless --model names it.
+Distances are Euclidean between L2-normalised descriptors, as in evaluation. Prints the top-k gallery
+tracklets and, when the gallery knows identities, the identities ranked by their closest tracklet.
 """
 
 from __future__ import annotations
@@ -40,12 +41,24 @@ def rank(gallery: dict[str, Any], query: np.ndarray, top_k: int) -> dict[str, li
     return {"tracklets": tracklets, "identities": ranked}
 
 
+def registry_model(gallery_path: Path, gallery_model: str) -> str:
+    """The gallery's model when --model is not given: only a registry URI (the file's metadata is not trusted to
+    point at a directory on this machine, whose contents it does not vouch for)."""
+    if not gallery_model.startswith("models:/"):
+        raise ValueError(f"{gallery_path} was embedded with the local model {gallery_model}: a gallery file does not "
+                         "choose a local model; pass --model with that directory if you trust it")  # fmt: skip
+    print(f"search: using the gallery's model {gallery_model}", file=sys.stderr)
+    return gallery_model
+
+
 def search(gallery_path: Path, queries: list[Path], top_k: int, model_spec: str | None,
            tracking_uri: str | None) -> dict[str, dict[str, list[dict[str, Any]]]]:  # fmt: skip
     """Rank the gallery for each query; {query path: rank(...)}."""
+    if top_k < 1:
+        raise ValueError(f"--top-k {top_k}: must be at least 1")
     table, gallery_model = read_embeddings(gallery_path)
     items = footage(queries)
-    model = load_model(model_spec or gallery_model, tracking_uri)
+    model = load_model(model_spec or registry_model(gallery_path, gallery_model), tracking_uri)
     if model.uri != gallery_model:
         raise ValueError(f"--model {model_spec} is {model.uri}, but {gallery_path} was embedded with {gallery_model}: "
                          "search with that model, or embed the gallery again")  # fmt: skip
@@ -60,8 +73,8 @@ def search(gallery_path: Path, queries: list[Path], top_k: int, model_spec: str 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--gallery", type=Path, required=True, help="a Parquet file written by drsta embed")
     parser.add_argument("--query", type=Path, nargs="+", required=True, help="video files or folders of frames")
-    parser.add_argument("--top-k", type=int, default=10)
-    parser.add_argument("--model", help=f"default: the gallery's model; {MODEL_HELP}")
+    parser.add_argument("--top-k", type=int, default=10, help="gallery tracklets to show (default: 10)")
+    parser.add_argument("--model", help=f"default: the gallery's model if it is a registry URI; {MODEL_HELP}")
     parser.add_argument("--tracking-uri", help="MLflow tracking URI (default: sqlite:///mlflow.db here)")
 
 

@@ -1,7 +1,7 @@
 """The serving format: a `torch.export` program of the model in eval mode, for a fixed clip length N.
 
 Its outputs are a plain dict of tensors (no drsta types), so a saved `.pt2` loads with torch alone, without
-unpickling or importing project code.
+unpickling or importing project code (`drsta.archive` checks an archive before it is loaded).
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from drsta.archive import load_program
 from drsta.model.drsta import DRSTA
 
 OUTPUT_KEYS = ("embedding", "diversity", "spatial_maps", "temporal_weights")
@@ -52,8 +53,6 @@ def save_exported(program: torch.export.ExportedProgram, path: str | Path) -> Pa
 
 
 def load_exported(path: str | Path) -> nn.Module:
-    """Load a `.pt2` archive written by `save_exported`; call it on clips to get the dict of outputs."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"exported model {path} not found")
-    return torch.export.load(path).module()
+    """Load a `.pt2` archive written by `save_exported`, once `drsta.archive` found nothing in it that could run
+    code; call it on clips to get the dict of outputs."""
+    return load_program(path)

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import io
-
 import numpy as np
 import ray
 import ray.data
 import torch
 
+from drsta.archive import load_program
 from drsta.engine import clips_to_input
 
 
@@ -18,7 +17,7 @@ class ClipEmbedder:
     def __init__(self, program: list[ray.ObjectRef], use_gpu: bool = False) -> None:
         # The ObjectRef travels inside a list so Ray passes it through unresolved; fetched here, once per actor.
         self.device = torch.device("cuda" if use_gpu and torch.cuda.is_available() else "cpu")
-        self.model = torch.export.load(io.BytesIO(ray.get(program[0]))).module().to(self.device)
+        self.model = load_program(ray.get(program[0])).to(self.device)  # checked: nothing in it can run code
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         with torch.no_grad():
