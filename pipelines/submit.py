@@ -7,7 +7,21 @@
 The job runs `python -m pipelines.cli COMMAND ARGS` on the cluster with this project as its working_dir
 (uploaded, without .venv, .git, data and local stores) or inside a container image. The cluster's address
 reaches the job's driver as RAY_ADDRESS. Token authentication: Ray reads the token from RAY_AUTH_TOKEN,
-RAY_AUTH_TOKEN_PATH (or --token-file) or ~/.ray/auth_token; it is sent as a header and never printed.
+RAY_AUTH_TOKEN_PATH (or --token-file) or ~/.ray/auth_token; it is sent as a header and never printed. The job
+ends FAILED when its command exits non-zero, e.g. a training run whose tracking failed (`drsta train`).
+
+Credentials: a job's entrypoint and runtime_env are kept in the cluster's GCS and shown by the dashboard, `ray job
+list` and `drsta jobs list` to anyone who can reach the cluster, so a tracking URI with `user:password@` (the
+command's --tracking-uri, MLFLOW_TRACKING_URI here or an --env value) never goes into them as it is:
+
+- by default such a submission is refused: give the tracking server's credentials on the cluster
+  (MLFLOW_TRACKING_USERNAME / MLFLOW_TRACKING_PASSWORD in the nodes' environment) and the URI without them;
+- with --forward-credentials the URI goes without them, and the user and password (else this shell's
+  MLFLOW_TRACKING_USERNAME / MLFLOW_TRACKING_PASSWORD / MLFLOW_TRACKING_TOKEN) go as the job's environment
+  variables of those names: still in the job's runtime_env, readable by whoever can read the cluster's jobs.
+
+Any other argument or --env value with credentials in it is refused. What submit and jobs print (addresses, logs,
+entrypoints) has credentials in URIs removed.
 """
 
 from __future__ import annotations
@@ -15,14 +29,18 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import re
 import shlex
 import sys
 import time
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote, urlsplit
 
 from ray._private.authentication.authentication_token_setup import maybe_enable_token_auth_if_token_available
 from ray.job_submission import JobStatus, JobSubmissionClient
+
+from pipelines.uris import redact_credentials
 
 COMMANDS = ("train", "tune", "evaluate", "ingest", "models", "embed")
 PROJECT = Path(__file__).resolve().parents[1]
@@ -31,6 +49,8 @@ PROJECT = Path(__file__).resolve().parents[1]
 EXCLUDES = ["/.venv", "/.git", "/data", "/demo-output", "/ray_results", "/mlartifacts", "/mlruns", "*.db", "*.pt2",
             "__pycache__", ".pytest_cache", ".ruff_cache"]  # fmt: skip
 FORWARDED_ENV = ("MLFLOW_TRACKING_URI", "AWS_ENDPOINT_URL", "RAY_TRAIN_WORKER_GROUP_START_TIMEOUT_S")
+CREDENTIAL_ENV = ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD", "MLFLOW_TRACKING_TOKEN")
+_USERINFO = re.compile(r"(?P<scheme>\b[A-Za-z][A-Za-z0-9+.-]*://)[^/\s@]+@")
 
 
 def job_client(address: str, token_file: Path | None = None) -> JobSubmissionClient:
@@ -45,12 +65,13 @@ def job_client(address: str, token_file: Path | None = None) -> JobSubmissionCli
     try:
         return JobSubmissionClient(address)
     except (ConnectionError, RuntimeError, ValueError) as err:
-        raise ValueError(f"cannot reach the Ray Jobs API at {address}: {err}") from None
+        raise ValueError(
+            f"cannot reach the Ray Jobs API at {redact_output(address)}: {redact_output(str(err))}"
+        ) from None
 
 
-def runtime_env(image: str | None, env: dict[str, str]) -> dict[str, Any]:
-    """The project as working_dir (or a container image), and the environment variables the job needs."""
-    env_vars = {key: os.environ[key] for key in FORWARDED_ENV if key in os.environ} | env
+def runtime_env(image: str | None, env_vars: dict[str, str]) -> dict[str, Any]:
+    """The project as working_dir (or a container image), and the job's environment variables."""
     if image:
         return {"image_uri": image, "env_vars": env_vars}
     return {"working_dir": str(PROJECT), "excludes": EXCLUDES, "env_vars": env_vars}
@@ -58,14 +79,66 @@ def runtime_env(image: str | None, env: dict[str, str]) -> dict[str, Any]:
 
 def submit(
     client: JobSubmissionClient, command: str, args: list[str], image: str | None = None,
-    env: dict[str, str] | None = None, submission_id: str | None = None,
+    env: dict[str, str] | None = None, submission_id: str | None = None, forward_credentials: bool = False,
 ) -> str:  # fmt: skip
-    """Submit `drsta COMMAND ARGS` as a job; returns its submission id."""
+    """Submit `drsta COMMAND ARGS` as a job; returns its submission id. `env` adds to the forwarded environment
+    (FORWARDED_ENV of this process); credentials are handled as the module docstring says."""
     if command not in COMMANDS:
         raise ValueError(f"cannot submit {command!r}: choose one of {', '.join(COMMANDS)}")
+    env_vars = {key: os.environ[key] for key in FORWARDED_ENV if key in os.environ} | (env or {})
+    args, env_vars = without_credentials(args, env_vars, forward_credentials)
     entrypoint = shlex.join(["python", "-m", "pipelines.cli", command, *args])
-    return client.submit_job(entrypoint=entrypoint, runtime_env=runtime_env(image, env or {}),
+    return client.submit_job(entrypoint=entrypoint, runtime_env=runtime_env(image, env_vars),
                              submission_id=submission_id)  # fmt: skip
+
+
+def without_credentials(args: list[str], env_vars: dict[str, str], forward: bool) -> tuple[list[str], dict[str, str]]:
+    """The command's arguments and the job's environment with no credentials in them (see the module docstring);
+    with `forward`, the tracking URI's credentials as MLflow's variables. ValueError for what cannot go."""
+    args, env_vars, uris = list(args), dict(env_vars), []
+    for i, arg in enumerate(args):
+        if not _USERINFO.search(arg):
+            continue
+        flag, equals, value = arg.partition("=") if arg.startswith("--tracking-uri=") else ("", "", arg)
+        if not (equals or (i > 0 and args[i - 1] == "--tracking-uri")):
+            raise ValueError(f"argument {redact_output(arg)!r} carries credentials, which would be stored with the "
+                             "job and shown with it: give them to the cluster another way")  # fmt: skip
+        uris.append(value)
+        args[i] = f"{flag}{equals}{redact_credentials(value)}"
+    for key, value in env_vars.items():
+        if not _USERINFO.search(value):
+            continue
+        if key != "MLFLOW_TRACKING_URI":
+            raise ValueError(f"{key}={redact_output(value)} carries credentials, which would be stored with the job "
+                             "and shown with it: give them to the cluster another way")  # fmt: skip
+        uris.append(value)
+        env_vars[key] = redact_credentials(value)
+    if uris and not forward:
+        raise ValueError(
+            f"the tracking URI {redact_credentials(uris[0])} carries credentials, which would be stored with the job "
+            "and shown with it: set MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD on the cluster and pass the "
+            "URI without them, or pass --forward-credentials to send them as the job's environment variables"
+        )
+    if forward:
+        env_vars |= forwarded_credentials(uris)
+    return args, env_vars
+
+
+def forwarded_credentials(uris: list[str]) -> dict[str, str]:
+    """MLflow's credential variables for the job: the user and password of the tracking URIs (which must agree),
+    else this process's MLFLOW_TRACKING_USERNAME / _PASSWORD / _TOKEN."""
+    found = {(unquote(parts.username or ""), unquote(parts.password or "")) for parts in map(urlsplit, uris)}
+    if len(found) > 1:
+        raise ValueError("the tracking URIs of this submission carry different credentials: give one")
+    if found:
+        user, password = found.pop()
+        return {"MLFLOW_TRACKING_USERNAME": user} | ({"MLFLOW_TRACKING_PASSWORD": password} if password else {})
+    return {key: os.environ[key] for key in CREDENTIAL_ENV if key in os.environ}
+
+
+def redact_output(text: str) -> str:
+    """`text` with the `user:password@` of every URI in it removed (log lines, entrypoints)."""
+    return _USERINFO.sub(r"\g<scheme>", text)
 
 
 def follow(client: JobSubmissionClient, job_id: str) -> JobStatus:
@@ -73,7 +146,7 @@ def follow(client: JobSubmissionClient, job_id: str) -> JobStatus:
 
     async def tail() -> None:
         async for lines in client.tail_job_logs(job_id):
-            print(lines, end="", flush=True)
+            print(redact_output(lines), end="", flush=True)
 
     asyncio.run(tail())
     status = client.get_job_status(job_id)
@@ -101,14 +174,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--env", action="append", default=[], metavar="KEY=VALUE", help="job environment variable")
     parser.add_argument("--submission-id", help="the job's id (default: Ray chooses one)")
     parser.add_argument("--no-wait", action="store_true", help="print the job id and return at once")
+    forward = ("send the tracking URI's user:password (else MLFLOW_TRACKING_USERNAME / _PASSWORD / _TOKEN) as the "
+               "job's environment variables; without it, a tracking URI with credentials is refused")  # fmt: skip
+    parser.add_argument("--forward-credentials", action="store_true", help=forward)
     parser.add_argument("command", choices=COMMANDS, help="the drsta command to run on the cluster")
     parser.add_argument("args", nargs=argparse.REMAINDER, help="its arguments")
 
 
 def run(args: argparse.Namespace) -> None:
     client = job_client(args.address, args.token_file)
-    job_id = submit(client, args.command, args.args, args.image, parse_env(args.env), args.submission_id)
-    print(f"submit: job {job_id} on {args.address} (drsta jobs logs {job_id} / drsta jobs stop {job_id})", flush=True)
+    job_id = submit(client, args.command, args.args, args.image, parse_env(args.env), args.submission_id,
+                    args.forward_credentials)  # fmt: skip
+    address = redact_output(args.address)
+    print(f"submit: job {job_id} on {address} (drsta jobs logs {job_id} / drsta jobs stop {job_id})", flush=True)
     if args.no_wait:
         return
     status = follow(client, job_id)

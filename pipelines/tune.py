@@ -32,7 +32,8 @@ from drsta.data.manifest import fingerprint, read_manifest
 from drsta.search_space import Distribution, SearchSpace
 from pipelines.cluster import ReleaseLeakedPlacementGroups, release_leaked_placement_groups
 from pipelines.models import promote
-from pipelines.tracking import RunTracker, get_or_create_experiment, log_model
+from pipelines.ray_runtime import ADDRESS_HELP
+from pipelines.tracking import RunTracker, default_tracking_uri, get_or_create_experiment, log_model
 from pipelines.train import (
     EPOCHS_DONE,
     SCORE,
@@ -261,7 +262,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--searcher", choices=["optuna", "random", "grid"], help="default: the space's searcher")
     parser.add_argument("--tracking-uri", help="MLflow tracking URI (default: sqlite:///mlflow.db here)")
     parser.add_argument("--storage-path", help="checkpoint and trial storage (shared on clusters)")
-    parser.add_argument("--address", help="Ray cluster address (default: a local Ray started for this run)")
+    parser.add_argument("--address", help=ADDRESS_HELP)
 
 
 def run(args: argparse.Namespace) -> None:
@@ -270,7 +271,9 @@ def run(args: argparse.Namespace) -> None:
     settings = {key: value for key, value in {"num_samples": args.num_samples, "max_concurrent": args.max_concurrent,
                                               "searcher": args.searcher}.items() if value is not None}  # fmt: skip
     space, base = load_space(args.space, settings)
-    init_ray(args.address, base, concurrent_runs=space.max_concurrent)
+    # Before Ray starts: credentials in the URI move to the environment, which a local Ray's workers inherit.
+    overrides["train.tracking_uri"] = default_tracking_uri(args.tracking_uri or base.train.tracking_uri)
+    init_ray(args.address, base, concurrent_runs=space.max_concurrent, command="tune")
     try:
         summary = sweep(args.space, args.manifest, args.name, args.resume, overrides, settings)
     finally:

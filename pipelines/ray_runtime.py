@@ -1,0 +1,141 @@
+"""How every drsta command finds its Ray cluster, or starts one: one policy, in `connect`.
+
+1. `--address` given (`auto` for the cluster `ray start` left on this host, `HOST:6379`, `ray://HOST:10001`):
+   connect there.
+2. Else RAY_ADDRESS, which Ray gives a job's driver (`drsta submit`, `ray job submit`): connect there.
+3. Else start a private local Ray for this command; it stops with the command.
+
+A bare `ray.init()` is never used: it silently joins the Ray instance that `ray.init` finds on this host (the one
+`ray start` left last), someone else's cluster or a test cluster, and on a host with several instances Ray's own
+housekeeping asks the wrong one (Ray Train's PlacementGroupCleaner finds "its" cluster through the State API,
+which resolves RAY_API_SERVER_ADDRESS, RAY_ADDRESS, then the newest `ray start`; several instances per host are
+unsupported, ray-project/ray PR #45836). A private Ray therefore pins RAY_API_SERVER_ADDRESS, for the driver and
+every process of that Ray, to its own dashboard.
+
+Every driver marks its job as drsta's: the job's metadata (JobConfig, kept in the GCS job table) carries
+`drsta: COMMAND`. `pipelines.cluster` only ever touches placement groups of jobs so marked.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+from pathlib import Path
+
+import ray
+from ray.job_config import JobConfig
+from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+logger = logging.getLogger(__name__)
+
+DRSTA_JOB = "drsta"
+"""Key of the job metadata that marks a Ray job as drsta's; its value is the drsta command (train, tune, ...)."""
+ADDRESS_HELP = (
+    "Ray cluster to run on: auto (the cluster `ray start` left on this host), HOST:6379 or ray://HOST:10001 "
+    "(default: $RAY_ADDRESS, which a Ray job's driver gets, else a private local Ray for this command; never "
+    "some other Ray instance on this host)"
+)
+"""The --address help of every command that runs on Ray."""
+API_SERVER_VARIABLE = "RAY_API_SERVER_ADDRESS"
+SETTLE_TIMEOUT_S = 600  # unpacking a working_dir on a busy node; Ray's own runtime-env setup timeout is 600 s too
+
+_pinned_api_server: str | None = None  # the RAY_API_SERVER_ADDRESS this process set for its private Ray
+
+
+def connect(
+    address: str | None,
+    command: str,
+    num_cpus: int = 0,
+    log_to_driver: bool = True,
+    local_env: dict[str, str] | None = None,
+) -> None:
+    """Connect this command's driver to Ray: `address`, else RAY_ADDRESS, else a private local Ray.
+
+    A process already connected keeps its connection (the commands' former `ignore_reinit_error=True`).
+
+    Args:
+        address: the --address flag (None when not given).
+        command: the drsta command, recorded in the job's metadata.
+        num_cpus: logical CPUs a private Ray needs at least; it gets max(this machine's CPUs, num_cpus).
+        log_to_driver: print the workers' output here.
+        local_env: defaults for environment variables of a private Ray's processes (set before it starts).
+    """
+    global _pinned_api_server
+    if ray.is_initialized():
+        return
+    job_config = JobConfig(metadata={DRSTA_JOB: command})
+    if _pinned_api_server is not None and os.environ.get(API_SERVER_VARIABLE) == _pinned_api_server:
+        del os.environ[API_SERVER_VARIABLE]  # the private Ray of an earlier command in this process is gone
+    _pinned_api_server = None
+    if address or os.environ.get("RAY_ADDRESS"):
+        working_dir = _working_directory()
+        ray.init(address=address, job_config=job_config, log_to_driver=log_to_driver)
+        settle_working_dir(working_dir)
+        return
+    for key, value in (local_env or {}).items():
+        os.environ.setdefault(key, value)
+    port = _free_port()
+    api_server = f"http://127.0.0.1:{port}"
+    previous = os.environ.get(API_SERVER_VARIABLE)
+    os.environ[API_SERVER_VARIABLE] = api_server  # inherited by the private Ray's raylet and so its workers
+    try:
+        ray.init(address="local", num_cpus=max(os.cpu_count() or 1, num_cpus), dashboard_host="127.0.0.1",
+                 dashboard_port=port, job_config=job_config, log_to_driver=log_to_driver)  # fmt: skip
+    except BaseException:
+        if previous is None:
+            del os.environ[API_SERVER_VARIABLE]
+        else:
+            os.environ[API_SERVER_VARIABLE] = previous
+        raise
+    _pinned_api_server = api_server
+
+
+def settle_working_dir(working_dir: Path | None) -> None:
+    """In a job with a working_dir, have every other node on this host unpack it now, then step back into it.
+
+    Several Ray nodes on one host (infra/local/cluster.sh, ray.cluster_utils.Cluster) share one session directory
+    and so one `runtime_resources/working_dir_files/_ray_pkg_<hash>/`, while each node's runtime-env agent keeps
+    its own record of what it unpacked. Ray installs a job's runtime env on every node when the job starts, and
+    Ray 2.60 unpacks a working_dir its agent has not seen with `overwrite=True` (`WorkingDirPlugin.create` →
+    `packaging.download_and_unpack_package`): it deletes the directory and unpacks a fresh copy at the same
+    path. Every process already inside (this driver, a worker started early) then sits in a deleted directory,
+    and `os.getcwd()` raises FileNotFoundError (e.g. inside MLflow's `resolve_uri_if_local`). Once each node ran
+    a zero-CPU task in the job's runtime env, every agent has the package and never unpacks it again for this
+    job: the driver steps into the fresh copy, and whatever the job starts later stays in it.
+
+    Args:
+        working_dir: this driver's working directory as it was before `ray.init` (None if it was already gone).
+    """
+    uri = ray.get_runtime_context().runtime_env.working_dir()
+    if not uri or uri.startswith("local://"):  # no working_dir, or one Ray uses in place and never unpacks
+        return
+    here = ray.get_runtime_context().get_node_id()
+    nodes = [node for node in ray.nodes() if node["Alive"]]
+    host = next(node["NodeManagerAddress"] for node in nodes if node["NodeID"] == here)
+    neighbours = [node["NodeID"] for node in nodes if node["NodeManagerAddress"] == host and node["NodeID"] != here]
+    ready = [_installed.options(scheduling_strategy=NodeAffinitySchedulingStrategy(node, soft=False)).remote()
+             for node in neighbours]  # fmt: skip
+    ray.get(ready, timeout=SETTLE_TIMEOUT_S)
+    if working_dir is not None and working_dir.is_dir():
+        os.chdir(working_dir)  # the fresh copy at the same path
+
+
+@ray.remote(num_cpus=0)
+def _installed() -> None:
+    """Runs in the job's runtime env on one node: by then that node's agent has unpacked the working_dir."""
+
+
+def _working_directory() -> Path | None:
+    """This process's working directory, also when it was deleted under it (Linux names it "PATH (deleted)")."""
+    try:
+        return Path.cwd()
+    except FileNotFoundError:
+        link = Path("/proc/self/cwd")
+        return Path(os.readlink(link).removesuffix(" (deleted)")) if link.is_symlink() else None
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
