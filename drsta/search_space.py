@@ -22,10 +22,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from drsta.config import ExperimentConfig
+from drsta.config import ExperimentConfig, describe_errors
+from drsta.io import read_yaml
 
 DISTRIBUTIONS = ("choice", "uniform", "loguniform", "randint")
 
@@ -96,20 +96,28 @@ class SearchSpace(BaseModel):
         path = Path(path)
         if not path.is_file():
             raise FileNotFoundError(f"search space {path} not found (see tune_spaces/ for examples)")
-        data = yaml.safe_load(path.read_text()) or {}
+        data = read_yaml(path, "fix the file (tune_spaces/ has examples)")
         if not isinstance(data, dict):
-            raise ValueError(f"{path}: expected a mapping with params (and base_config, searcher, ...)")
+            got = "an empty file" if data is None else f"a YAML {type(data).__name__}"
+            raise ValueError(
+                f"{path}: expected a mapping with params (and base_config, searcher, ...), got {got}; "
+                "see tune_spaces/ for examples"
+            )
         try:
             space = cls.model_validate(data)
         except ValidationError as err:
-            lines = [f"  {'.'.join(map(str, e['loc']))}: {e['msg']}" for e in err.errors()]
-            raise ValueError(f"invalid search space {path}:\n" + "\n".join(lines)) from None
+            raise ValueError(f"invalid search space {path}:{describe_errors(err, cls)}") from None
         return space, space._base(path)
 
     def _base(self, path: Path) -> ExperimentConfig:
         base = ExperimentConfig()
         if self.base_config is not None:
-            base = ExperimentConfig.from_yaml(path.parent / self.base_config)
+            base_path = path.parent / self.base_config
+            if not base_path.is_file():
+                raise FileNotFoundError(
+                    f"{path}: base_config {self.base_config} not found (it is relative to the space file: {base_path})"
+                )
+            base = ExperimentConfig.from_yaml(base_path)
         try:
             base = base.with_overrides(self.overrides)
         except ValueError as err:

@@ -4,8 +4,9 @@
 
 Idempotent and resumable: tracklets are processed in fixed chunks (by sorted id), each chunk's manifest and
 quarantine parts are written atomically when the chunk completes, and a re-run skips finished chunks. A bad
-tracklet is quarantined with its reason; past --max-bad-fraction the run stops with a message, keeping
-everything it finished.
+tracklet is quarantined with its reason; past --max-bad-fraction the run stops with a message (exit status 1),
+keeping everything it finished. Settings, the dataset and --out are checked before Ray starts; --out must be
+new, empty, or an earlier ingest of the same data with the same settings (its ingest.json says which).
 """
 
 from __future__ import annotations
@@ -23,24 +24,26 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.parquet as pq
 import ray
 
 from drsta.data.datasets import READERS
 from drsta.data.decode import DecodeError
-from drsta.data.manifest import MANIFEST_DIR, fingerprint, read_manifest, write_part
+from drsta.data.manifest import MANIFEST_DIR, fingerprint, read_manifest, read_part, write_part
 from drsta.data.tracklet import Tracklet, to_table
 from drsta.data.validate import transcode, validate
+from drsta.io import read_json, write_atomic
+from pipelines.ray_runtime import ADDRESS_HELP, connect
 
 log = logging.getLogger(__name__)
 
 QUARANTINE_DIR = "quarantine"
+MARKER = "ingest.json"
 QUARANTINE_SCHEMA = pa.schema([("id", pa.string()), ("uri", pa.string()), ("reason", pa.string())])
 FRAME_BINS = (1, 8, 16, 32, 64, 128, 256, 512, 1024)
 
 
-class TooManyBadTracklets(ValueError):
-    """More tracklets failed validation than the allowed fraction."""
+class TooManyBadTracklets(RuntimeError):
+    """More tracklets failed validation than the allowed fraction: the work failed (not a usage error)."""
 
 
 def ingest(
@@ -52,24 +55,88 @@ def ingest(
     max_bad_fraction: float = 0.05,
     chunk_size: int = 64,
     min_frames: int = 1,
+    allow_outside_root: bool = False,
 ) -> dict[str, Any]:
-    """Ingest `dataset` from `root` into `out` (see the module docstring); returns the report."""
+    """Ingest `dataset` from `root` into `out` (see the module docstring); returns the report.
+
+    Raises:
+        ValueError, FileNotFoundError, FileExistsError: a bad setting, dataset or `out`, before any work.
+        TooManyBadTracklets: past `max_bad_fraction`; the chunks finished so far are kept.
+    """
+    tracklets = prepare(dataset, root, out, split, transcode_gop, max_bad_fraction, chunk_size, min_frames,
+                        allow_outside_root)  # fmt: skip
+    return process(tracklets, out, transcode_gop, max_bad_fraction, chunk_size, min_frames)
+
+
+def prepare(
+    dataset: str,
+    root: Path,
+    out: Path,
+    split: int = 0,
+    transcode_gop: int | None = None,
+    max_bad_fraction: float = 0.05,
+    chunk_size: int = 64,
+    min_frames: int = 1,
+    allow_outside_root: bool = False,
+) -> list[Tracklet]:
+    """Check the settings, scan the dataset and claim `out` — no Ray needed; returns the tracklets by id."""
     root, out = Path(root), Path(out)
+    check_settings(dataset, out, transcode_gop, max_bad_fraction, chunk_size, min_frames, allow_outside_root)
+    options = {"allow_outside_root": True} if allow_outside_root else {}  # only the videos reader has it
+    tracklets = sorted(READERS[dataset](root, split=split, **options), key=lambda t: t.id)
+    if not tracklets:
+        raise ValueError(f"the {dataset} reader found no tracklets under {root}")
+    _claim_output(out, dataset, root, split, transcode_gop, chunk_size, min_frames, tracklets)
+    return tracklets
+
+
+def check_settings(
+    dataset: str,
+    out: Path,
+    transcode_gop: int | None,
+    max_bad_fraction: float,
+    chunk_size: int,
+    min_frames: int,
+    allow_outside_root: bool,
+) -> None:
+    """Raise for a setting out of range (naming its flag) or an `out` that is a file; touches no data."""
     if dataset not in READERS:
         raise ValueError(f"unknown dataset {dataset!r}; choose one of {sorted(READERS)}")
     if not 0 <= max_bad_fraction <= 1:
-        raise ValueError(f"max_bad_fraction must be in [0, 1], got {max_bad_fraction}")
-    tracklets = sorted(READERS[dataset](root, split=split), key=lambda t: t.id)
-    if not tracklets:
-        raise ValueError(f"the {dataset} reader found no tracklets under {root}")
+        raise ValueError(f"--max-bad-fraction must be in [0, 1] (a fraction of the tracklets), got {max_bad_fraction}")
+    if chunk_size < 1:
+        raise ValueError(f"--chunk-size must be >= 1 (tracklets per resumable chunk), got {chunk_size}")
+    if min_frames < 1:
+        raise ValueError(f"--min-frames must be >= 1 (shorter tracklets are quarantined), got {min_frames}")
+    if transcode_gop is not None and transcode_gop < 1:
+        raise ValueError(f"--transcode-gop must be >= 1 (frames from one keyframe to the next), got {transcode_gop}")
+    if allow_outside_root and dataset != "videos":
+        raise ValueError(f"--allow-outside-root is for --dataset videos (its tracklets.csv lists paths), not {dataset}")
+    if out.exists() and not out.is_dir():
+        raise FileExistsError(f"--out {out} is a file: give a new directory (or an earlier ingest's, to resume it)")
+
+
+def process(
+    tracklets: Sequence[Tracklet],
+    out: Path,
+    transcode_gop: int | None = None,
+    max_bad_fraction: float = 0.05,
+    chunk_size: int = 64,
+    min_frames: int = 1,
+) -> dict[str, Any]:
+    """Validate (and transcode) the tracklets `prepare` returned on Ray Data, chunk by chunk, skipping finished
+    chunks; writes and returns the report."""
+    out = Path(out)
     chunks = [tracklets[i : i + chunk_size] for i in range(0, len(tracklets), chunk_size)]
-    _claim_output(out, dataset, root, split, transcode_gop, chunk_size, min_frames, tracklets)
-    pending = {k: chunk for k, chunk in enumerate(chunks) if not _part(out, MANIFEST_DIR, k).exists()}
+    # A chunk is done when both its parts are there (the quarantine part is written first, the manifest part
+    # last): deleting either part of a chunk makes the next run do that chunk again.
+    pending = {k: list(chunk) for k, chunk in enumerate(chunks) if not _chunk_done(out, k)}
     print(f"ingest: {len(tracklets)} tracklets in {len(chunks)} chunks, {len(chunks) - len(pending)} already done")
     if pending:
-        _run_chunks(pending, out, transcode_gop, min_frames, len(tracklets), max_bad_fraction)
+        bad_before = sum(_read_quarantine(out, k).num_rows for k in range(len(chunks)) if k not in pending)
+        _run_chunks(pending, out, transcode_gop, min_frames, len(tracklets), max_bad_fraction, bad_before)
     report = _report(out, len(tracklets))
-    (out / "report.json").write_text(json.dumps(report, indent=2))
+    write_atomic(out / "report.json", json.dumps(report, indent=2))
     if report["quarantined"] > max_bad_fraction * len(tracklets):
         raise TooManyBadTracklets(_too_many_message(report["quarantined"], len(tracklets), max_bad_fraction, out))
     return report
@@ -82,6 +149,7 @@ def _run_chunks(
     min_frames: int,
     total: int,
     max_bad_fraction: float,
+    bad_so_far: int,
 ) -> None:
     rows = [t.to_row() | {"chunk": k} for k, chunk in pending.items() for t in chunk]
     checked = ray.data.from_items(rows, override_num_blocks=max(1, math.ceil(len(rows) / 8))).map_batches(
@@ -92,7 +160,6 @@ def _run_chunks(
         num_cpus=1,
     )
     results: dict[int, list[dict[str, Any]]] = defaultdict(list)
-    bad_so_far = _count_rows(out, QUARANTINE_DIR)
     for row in checked.iter_rows():
         chunk = int(row["chunk"])
         results[chunk].append(row)
@@ -146,17 +213,24 @@ def _claim_output(
     ids = hashlib.sha256("\n".join(t.id for t in tracklets).encode()).hexdigest()[:16]
     params = {"dataset": dataset, "root": str(Path(root).resolve()), "split": split, "transcode_gop": gop,
               "chunk_size": chunk_size, "min_frames": min_frames, "tracklet_ids": ids}  # fmt: skip
-    marker = out / "ingest.json"
+    marker = out / MARKER
     if marker.exists():
-        previous = json.loads(marker.read_text())
+        remedy = f"{out} cannot be resumed safely: use another --out, or delete it and run drsta ingest again"
+        previous = read_json(marker, remedy)
+        if not isinstance(previous, dict):
+            raise ValueError(f"{marker} is damaged (a JSON {type(previous).__name__}, not an object); {remedy}")
         if previous != params:
             changed = sorted(k for k in params if previous.get(k) != params[k])
             raise ValueError(
                 f"{out} holds an ingest with other settings ({', '.join(changed)} differ): use another --out, "
                 "or delete it to start over"
             )
-    out.mkdir(parents=True, exist_ok=True)
-    marker.write_text(json.dumps(params, indent=2))
+    elif out.is_dir() and any(out.iterdir()):
+        raise FileExistsError(
+            f"--out {out} is not empty and holds no {MARKER} (it is not an earlier ingest): nothing there is "
+            "overwritten; give a new or empty directory"
+        )
+    write_atomic(marker, json.dumps(params, indent=2))
 
 
 def _report(out: Path, total: int) -> dict[str, Any]:
@@ -195,13 +269,17 @@ def _part(out: Path, kind: str, chunk: int) -> Path:
     return out / kind / f"part-{chunk:05d}.parquet"
 
 
+def _chunk_done(out: Path, chunk: int) -> bool:
+    return _part(out, QUARANTINE_DIR, chunk).exists() and _part(out, MANIFEST_DIR, chunk).exists()
+
+
+def _read_quarantine(out: Path, chunk: int) -> pa.Table:
+    return read_part(_part(out, QUARANTINE_DIR, chunk), QUARANTINE_SCHEMA)
+
+
 def _read_parts(out: Path, kind: str, schema: pa.Schema) -> pa.Table:
     parts = sorted((out / kind).glob("part-*.parquet"))
-    return pa.concat_tables([pq.read_table(p, schema=schema) for p in parts]) if parts else schema.empty_table()
-
-
-def _count_rows(out: Path, kind: str) -> int:
-    return sum(pq.read_metadata(p).num_rows for p in (out / kind).glob("part-*.parquet"))
+    return pa.concat_tables([read_part(p, schema) for p in parts]) if parts else schema.empty_table()
 
 
 def _too_many_message(bad: int, total: int, max_bad_fraction: float, out: Path) -> str:
@@ -233,14 +311,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-bad-fraction", type=float, default=0.05, help="stop past this fraction of bad ones")
     parser.add_argument("--chunk-size", type=int, default=64, help="tracklets per resumable chunk")
     parser.add_argument("--min-frames", type=int, default=1, help="quarantine tracklets shorter than this")
-    parser.add_argument("--address", help="Ray cluster address (default: a local Ray started for this run)")
+    outside = "videos: accept tracklets.csv paths that lead outside --root (absolute, .., symlinks)"
+    parser.add_argument("--allow-outside-root", action="store_true", help=outside)
+    parser.add_argument("--address", help=ADDRESS_HELP)
 
 
 def run(args: argparse.Namespace) -> None:
-    ray.init(address=args.address, ignore_reinit_error=True, log_to_driver=False)
+    tracklets = prepare(args.dataset, args.root, args.out, args.split, args.transcode_gop, args.max_bad_fraction,
+                        args.chunk_size, args.min_frames, args.allow_outside_root)  # fmt: skip
+    connect(args.address, "ingest", log_to_driver=False)
     try:
-        report = ingest(args.dataset, args.root, args.out, args.split, args.transcode_gop, args.max_bad_fraction,
-                        args.chunk_size, args.min_frames)  # fmt: skip
+        report = process(tracklets, args.out, args.transcode_gop, args.max_bad_fraction, args.chunk_size,
+                         args.min_frames)  # fmt: skip
         print_report(report)
     finally:
         ray.shutdown()

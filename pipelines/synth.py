@@ -8,11 +8,26 @@ Then: drsta ingest --dataset videos --root data/synth --out data/synth-ingest
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 import time
 from pathlib import Path
 
-from drsta.data.synthetic import SyntheticSpec, generate
+from drsta.data.synthetic import SpecError, SyntheticSpec, generate
+
+# Each SyntheticSpec field this command sets, and its flag: a value out of range is reported by its flag.
+FLAGS = {
+    "seed": "--seed",
+    "num_train_ids": "--train-ids",
+    "num_test_ids": "--test-ids",
+    "num_cameras": "--cameras",
+    "tracklets_per_id_per_camera": "--tracklets-per-camera",
+    "min_frames": "--min-frames",
+    "max_frames": "--max-frames",
+    "height": "--height",
+    "width": "--width",
+    "gop": "--gop",
+}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -31,19 +46,23 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--mars-layout", action="store_true", help="also write MARS-layout JPEG frame folders")
 
 
+def spec_from_args(args: argparse.Namespace) -> SyntheticSpec:
+    """The spec the flags describe; a value out of range is a ValueError naming its flag."""
+    values = {field: getattr(args, flag.removeprefix("--").replace("-", "_")) for field, flag in FLAGS.items()}
+    try:
+        return SyntheticSpec(**values)
+    except SpecError as err:
+        flag = " + ".join(FLAGS.get(field, field) for field in err.field.split(" + "))
+        raise ValueError(f"{flag} must be {_flags_in(err.expected)}, got {err.value!r}") from None
+
+
+def _flags_in(text: str) -> str:
+    """`text` with SyntheticSpec field names replaced by their flags (only names with "_": "width" is a word too)."""
+    return re.sub(r"\b[a-z]+_[a-z_]+\b", lambda match: FLAGS.get(match[0], match[0]), text)
+
+
 def run(args: argparse.Namespace) -> None:
-    spec = SyntheticSpec(
-        seed=args.seed,
-        num_train_ids=args.train_ids,
-        num_test_ids=args.test_ids,
-        num_cameras=args.cameras,
-        tracklets_per_id_per_camera=args.tracklets_per_camera,
-        min_frames=args.min_frames,
-        max_frames=args.max_frames,
-        height=args.height,
-        width=args.width,
-        gop=args.gop,
-    )
+    spec = spec_from_args(args)
     start = time.perf_counter()
 
     def progress(done: int, total: int) -> None:

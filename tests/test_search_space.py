@@ -52,3 +52,33 @@ def test_grid_needs_choices_and_unknown_top_level_keys_are_refused(tmp_path):
         SearchSpace.from_yaml(write(tmp_path, {"num_sample": 3, "params": {"model.sigma": {"choice": [1.0]}}}))
     with pytest.raises(ValueError, match="overrides"):
         SearchSpace.from_yaml(write(tmp_path, {"overrides": {"x.y": 1}, "params": {"model.sigma": {"choice": [1.0]}}}))
+
+
+def test_yaml_syntax_error_names_the_file_line_and_column(tmp_path):
+    path = tmp_path / "space.yaml"
+    path.write_text("params:\n  model.sigma: {choice: [1.0, 2.0}\n")
+    with pytest.raises(ValueError, match=r"space\.yaml line 2 column \d+: not valid YAML") as err:
+        SearchSpace.from_yaml(path)
+    assert "\n" not in str(err.value)
+
+
+def test_empty_or_non_mapping_space_is_refused(tmp_path):
+    path = tmp_path / "space.yaml"
+    path.write_text("")
+    with pytest.raises(ValueError, match=r"space\.yaml: expected a mapping with params .*, got an empty file"):
+        SearchSpace.from_yaml(path)
+    path.write_text("- model.sigma\n")
+    with pytest.raises(ValueError, match=r"got a YAML list"):
+        SearchSpace.from_yaml(path)
+
+
+def test_unknown_top_level_key_lists_the_known_ones(tmp_path):
+    path = write(tmp_path, {"num_sample": 3, "params": {"model.sigma": {"choice": [1.0]}}})
+    with pytest.raises(ValueError, match=r"num_sample: unknown key .*known keys are base_config, searcher, num_samp"):
+        SearchSpace.from_yaml(path)
+
+
+def test_missing_base_config_names_the_space_file(tmp_path):
+    path = write(tmp_path, {"base_config": "../nope.yaml", "params": {"model.sigma": {"choice": [1.0]}}})
+    with pytest.raises(FileNotFoundError, match=r"space\.yaml: base_config \.\./nope\.yaml not found .*relative to"):
+        SearchSpace.from_yaml(path)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import os
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -11,16 +10,31 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from drsta.data.tracklet import MANIFEST_SCHEMA, Tracklet, from_table, to_table
+from drsta.io import write_atomic
 
 MANIFEST_DIR = "manifest"
 
 
 def write_part(table: pa.Table, path: Path) -> None:
-    """Write one Parquet part atomically (beside it, then renamed): a crash never leaves half a part."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(f".{path.name}.{os.getpid()}.partial")
-    pq.write_table(table, partial)
-    partial.replace(path)
+    """Write one Parquet part atomically (`drsta.io.write_atomic`): a crash never leaves half a part."""
+    buffer = pa.BufferOutputStream()
+    pq.write_table(table, buffer)
+    write_atomic(path, buffer.getvalue().to_pybytes())
+
+
+def read_part(path: Path, schema: pa.Schema) -> pa.Table:
+    """One Parquet part as a table of `schema`.
+
+    Raises:
+        ValueError: the part is damaged or not a part of this schema; the message names it and what to do.
+    """
+    try:
+        return pq.read_table(path, schema=schema)
+    except pa.ArrowException as err:
+        raise ValueError(
+            f"{path} is damaged or not a part drsta ingest wrote ({err}); delete it and run drsta ingest again "
+            "with the same --out: its chunk is redone, the others are kept"
+        ) from None
 
 
 def read_manifest(root: str | Path) -> list[Tracklet]:
@@ -30,7 +44,7 @@ def read_manifest(root: str | Path) -> list[Tracklet]:
         raise FileNotFoundError(
             f"no manifest under {root}: expected {Path(root) / MANIFEST_DIR}/part-*.parquet (run drsta ingest)"
         )
-    table = pa.concat_tables([pq.read_table(part, schema=MANIFEST_SCHEMA) for part in parts])
+    table = pa.concat_tables([read_part(part, MANIFEST_SCHEMA) for part in parts])
     return sorted(from_table(table), key=lambda t: t.id)
 
 

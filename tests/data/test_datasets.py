@@ -339,12 +339,56 @@ def test_videos_folder_layout(videos_root):
 def test_videos_csv_is_used_when_present(videos_root, tmp_path):
     outside = touch(tmp_path / "elsewhere" / "e.mp4")
     (videos_root / "tracklets.csv").write_text(f"path,pid,camid,role\n1/0/a.mp4,7,3,train\n{outside},8,0,query\n")
-    tracklets = videos.scan(videos_root)
+    tracklets = videos.scan(videos_root, allow_outside_root=True)  # the absolute path leads outside the root
     assert [(t.pid, t.camid, t.role, t.uri) for t in tracklets] == [
         (7, 3, "train", str(videos_root / "1" / "0" / "a.mp4")),
         (8, 0, "query", str(outside)),
     ]
     assert tracklets[0].id == "videos/1/0/a.mp4"
+    assert tracklets[1].id == f"videos/{outside.resolve().as_posix()}"
+
+
+@pytest.mark.parametrize("spelling", ["absolute", "../elsewhere/e.mp4", "1/../../elsewhere/e.mp4", "link/e.mp4"])
+def test_videos_csv_paths_leading_outside_the_root_are_refused(videos_root, tmp_path, spelling):
+    outside = touch(tmp_path / "elsewhere" / "e.mp4")
+    (videos_root / "link").symlink_to(outside.parent, target_is_directory=True)
+    path = str(outside) if spelling == "absolute" else spelling
+    (videos_root / "tracklets.csv").write_text(f"path,pid,camid,role\n1/0/a.mp4,1,0,query\n{path},1,1,gallery\n")
+    with pytest.raises(ValueError, match=r"tracklets\.csv line 3: .*e\.mp4 leads outside the dataset root") as err:
+        videos.scan(videos_root)
+    assert "allow_outside_root" in str(err.value) and str(outside) in str(err.value)
+    assert [t.uri for t in videos.scan(videos_root, allow_outside_root=True)][1] == str(videos_root / path)
+
+
+@pytest.mark.parametrize("spelling", ["1/0/./a.mp4", "1/../1/0/a.mp4", "alias/0/a.mp4", "1/0/hardly.mp4"])
+def test_videos_one_file_listed_under_two_spellings_is_refused(videos_root, spelling):
+    (videos_root / "alias").symlink_to(videos_root / "1", target_is_directory=True)
+    (videos_root / "1" / "0" / "hardly.mp4").symlink_to(videos_root / "1" / "0" / "a.mp4")
+    (videos_root / "tracklets.csv").write_text(f"path,pid,camid,role\n1/0/a.mp4,1,0,query\n{spelling},1,1,gallery\n")
+    both = r"is already listed on line 2 as 1/0/a\.mp4 \(both are 1/0/a\.mp4\)"
+    with pytest.raises(ValueError, match=rf"tracklets\.csv line 3: .*\.mp4 {both}"):
+        videos.scan(videos_root)
+
+
+def test_videos_ids_are_stable_through_a_symlinked_root(videos_root, tmp_path):
+    (tmp_path / "link").symlink_to(videos_root, target_is_directory=True)
+    direct = videos.scan(videos_root)
+    linked = videos.scan(tmp_path / "link")
+    assert [t.id for t in linked] == [t.id for t in direct]
+    assert linked[0].uri == str(tmp_path / "link" / "1" / "0" / "a.mp4")  # the path as given, symlinks kept
+
+
+def test_videos_folder_layout_refuses_symlinks_out_and_one_file_twice(videos_root, tmp_path):
+    outside = touch(tmp_path / "elsewhere" / "e.mp4")
+    (videos_root / "3" / "0").mkdir(parents=True)
+    (videos_root / "3" / "0" / "e.mp4").symlink_to(outside)
+    with pytest.raises(ValueError, match=r"folder layout: .*3/0/e\.mp4 leads outside the dataset root"):
+        videos.scan(videos_root)
+    assert "videos/" + outside.resolve().as_posix() in [t.id for t in videos.scan(videos_root, allow_outside_root=True)]
+    (videos_root / "3" / "0" / "e.mp4").unlink()
+    (videos_root / "3" / "1").symlink_to(videos_root / "1" / "0", target_is_directory=True)
+    with pytest.raises(ValueError, match=r"folder layout: .*3/1/a\.mp4 is the same file as .*1/0/a\.mp4"):
+        videos.scan(videos_root)
 
 
 @pytest.mark.parametrize(

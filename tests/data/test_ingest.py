@@ -1,18 +1,21 @@
 """Ingest on a real Ray cluster: validation, quarantine, transcoding, the report, resuming and the bad limit."""
 
 import csv
+import io
 import json
 import os
+import struct
 from pathlib import Path
 
 import numpy as np
+import pyarrow.parquet as pq
 import pytest
 from PIL import Image
 
 from drsta.data.decode import read_clip
 from drsta.data.encode import write_video
 from drsta.data.manifest import read_manifest
-from pipelines.ingest import TooManyBadTracklets, ingest
+from pipelines.ingest import TooManyBadTracklets, ingest, prepare
 
 pytestmark = pytest.mark.integration
 
@@ -62,8 +65,19 @@ def test_videos_are_validated_and_bad_ones_quarantined_with_a_reason(tmp_path, r
     assert {(t.height, t.width) for t in tracklets} == {(48, 64)}
 
 
+def jpeg_declaring(path: Path, height: int, width: int) -> None:
+    """A small JPEG whose header (SOF0) declares height × width pixels: what PIL sees of a decompression bomb."""
+    encoded = io.BytesIO()
+    Image.new("L", (8, 8)).save(encoded, "JPEG")
+    data = bytearray(encoded.getvalue())
+    sof = data.index(b"\xff\xc0")  # marker, length (2 bytes), precision (1), height (2), width (2)
+    data[sof + 5 : sof + 9] = struct.pack(">HH", height, width)
+    path.write_bytes(data)
+
+
 def frame_folder_set(root: Path) -> Path:
-    """A DukeMTMC-VideoReID tree: good tracklets, one with mixed frame sizes, one with an unreadable frame."""
+    """A DukeMTMC-VideoReID tree: good tracklets, one with mixed frame sizes, one with an unreadable frame, one
+    with a decompression bomb (a 20000×20000 frame)."""
     for role, pid, tracklet, sizes in [
         ("train", 1, 1, [(32, 16)] * 5),
         ("train", 2, 1, [(32, 16)] * 7),
@@ -83,27 +97,49 @@ def frame_folder_set(root: Path) -> Path:
     for frame in (1, 2):
         Image.fromarray(gradient_frames(2)[-1]).save(broken / f"0005_C2_F{frame:04d}_X00001.jpg")
     (broken / "0005_C2_F0003_X00001.jpg").write_bytes(b"\xff\xd8 truncated jpeg")
+    bomb = root / "gallery" / "0006" / "0001"
+    bomb.mkdir(parents=True)
+    Image.fromarray(gradient_frames(1, 32, 16)[0]).save(bomb / "0006_C1_F0001_X00001.jpg")
+    jpeg_declaring(bomb / "0006_C1_F0002_X00001.jpg", 20000, 20000)
     return root
 
 
 def test_frame_folders_are_transcoded_to_h264_with_the_given_keyframe_gap(tmp_path, ray_cluster):
     root = frame_folder_set(tmp_path / "duke")
     report = ingest("duke", root, tmp_path / "out", transcode_gop=2, max_bad_fraction=0.5)
-    assert report["valid"] == 4 and report["quarantined"] == 2
-    reasons = " ".join(r["reason"] for r in report["quarantine"])
-    assert "mixed frame sizes" in reasons and "unreadable image" in reasons
+    assert report["valid"] == 4 and report["quarantined"] == 3
+    reasons = {r["id"]: r["reason"] for r in report["quarantine"]}
+    assert "mixed frame sizes" in reasons["duke/gallery/0004/0001"]
+    assert "unreadable image" in reasons["duke/gallery/0005/0001"]
+    bomb = root / "gallery/0006/0001/0006_C1_F0002_X00001.jpg"
+    assert reasons["duke/gallery/0006/0001"].startswith(f"{bomb}: refused as a possible decompression bomb (")
     tracklets = {t.id: t for t in read_manifest(tmp_path / "out")}
     assert report["sources"] == {"video": 4}
     train = tracklets["duke/train/0002/0001"]
     assert train.source == "video" and train.num_frames == 7 and Path(train.uri).is_file()
-    assert (train.height, train.width) == (128, 64)  # 32×16 frames, widened to a width decord always decodes
-    frames_then = read_clip("frames", "", sorted(map(str, (root / "train/0002/0001").iterdir())), range(7), (128, 64))
+    assert (train.height, train.width) == (32, 18)  # 32×16 frames, widened by 2 px to a width decord decodes
+    frames_then = read_clip("frames", "", sorted(map(str, (root / "train/0002/0001").iterdir())), range(7), (32, 18))
     frames_now = read_clip("video", train.uri, (), range(7))
     assert np.abs(frames_now.astype(int) - frames_then.astype(int)).mean() < 3
 
     import decord
 
     assert list(decord.VideoReader(train.uri).get_key_indices()) == [0, 2, 4, 6]
+
+
+def test_videos_of_the_widths_decord_misreads_are_ingested_not_quarantined(tmp_path, ray_cluster):
+    root = tmp_path / "videos"
+    widths = [16, 48, 144, 40]  # decord2 misreads the first three (PyAV decodes them); 40 stays on decord
+    for pid, width in enumerate(widths):
+        write_video(gradient_frames(5, height=32, width=width, offset=pid * 40), root / f"{pid}/0/clip.mp4", gop=2)
+    report = ingest("videos", root, tmp_path / "out")
+    assert report["valid"] == 4 and report["quarantined"] == 0
+    tracklets = sorted(read_manifest(tmp_path / "out"), key=lambda t: t.pid)
+    assert [(t.num_frames, t.height, t.width) for t in tracklets] == [(5, 32, width) for width in widths]
+    for t in tracklets:
+        clip = read_clip("video", t.uri, (), [4, 0])
+        expected = gradient_frames(5, height=32, width=t.width, offset=t.pid * 40)[[4, 0]]
+        assert np.abs(clip.astype(int) - expected).mean() < 3
 
 
 def test_rerun_skips_finished_chunks_and_redoes_only_a_missing_one(tmp_path, ray_cluster):
@@ -161,3 +197,65 @@ def test_files_are_left_only_in_the_output_directory(tmp_path, ray_cluster):
     before = set(os.listdir(root))
     ingest("videos", root, tmp_path / "out")
     assert set(os.listdir(root)) == before
+
+
+def test_a_deleted_quarantine_part_makes_its_chunk_run_again(tmp_path, ray_cluster):
+    root = video_set(tmp_path / "videos", {"bad.mp4": b"junk" * 10})
+    out = tmp_path / "out"
+    first = ingest("videos", root, out, chunk_size=2, max_bad_fraction=0.5)
+    assert first["quarantined"] == 1
+    (bad_part,) = [p for p in (out / "quarantine").glob("part-*.parquet") if pq.read_metadata(p).num_rows]
+    bad_part.unlink()  # as if lost: the chunk's manifest part alone no longer marks it done
+    again = ingest("videos", root, out, chunk_size=2, max_bad_fraction=0.5)
+    assert again["quarantined"] == 1 and again == first
+    assert bad_part.exists()
+    assert not [p.name for p in out.rglob("*") if p.name.startswith(".")]  # no temporary files left
+
+
+def test_a_damaged_manifest_part_is_named_and_redone_once_deleted(tmp_path, ray_cluster):
+    root = video_set(tmp_path / "videos", {})
+    out = tmp_path / "out"
+    ingest("videos", root, out, chunk_size=2)
+    part = out / "manifest" / "part-00001.parquet"
+    part.write_bytes(part.read_bytes()[:100])  # cut short, e.g. by a copy that stopped
+    with pytest.raises(ValueError, match=r"part-00001\.parquet is damaged .*delete it and run drsta ingest again"):
+        read_manifest(out)
+    with pytest.raises(ValueError, match=r"part-00001\.parquet is damaged"):
+        ingest("videos", root, out, chunk_size=2)
+    part.unlink()
+    assert ingest("videos", root, out, chunk_size=2)["valid"] == 6
+
+
+@pytest.mark.parametrize("content", ['{"dataset": "vid', "[]", "\xff"])
+def test_a_damaged_ingest_json_is_named_before_any_work(tmp_path, content):
+    root = video_set(tmp_path / "videos", {})
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "ingest.json").write_text(content, encoding="latin-1")
+    with pytest.raises(ValueError, match=r"ingest\.json is damaged .*cannot be resumed safely: use another --out"):
+        prepare("videos", root, out)
+    assert [p.name for p in out.iterdir()] == ["ingest.json"]
+
+
+def test_an_output_that_is_a_file_or_holds_other_things_is_left_alone(tmp_path):
+    root = video_set(tmp_path / "videos", {})
+    (tmp_path / "file").write_text("mine")
+    with pytest.raises(FileExistsError, match=r"--out .*file is a file"):
+        prepare("videos", root, tmp_path / "file")
+    (tmp_path / "notes").mkdir()
+    (tmp_path / "notes" / "todo.txt").write_text("mine")
+    with pytest.raises(FileExistsError, match=r"not empty and holds no ingest\.json"):
+        prepare("videos", root, tmp_path / "notes")
+    assert [p.name for p in (tmp_path / "notes").iterdir()] == ["todo.txt"]
+
+
+def test_prepare_claims_the_output_without_ray(tmp_path):
+    root = video_set(tmp_path / "videos", {})
+    tracklets = prepare("videos", root, tmp_path / "out", chunk_size=4)
+    assert len(tracklets) == 6 and [t.id for t in tracklets] == sorted(t.id for t in tracklets)
+    assert json.loads((tmp_path / "out" / "ingest.json").read_text())["chunk_size"] == 4
+    assert prepare("videos", root, tmp_path / "out", chunk_size=4) == tracklets  # the same ingest: resumable
+
+
+def test_too_many_bad_tracklets_is_failed_work_not_bad_input():
+    assert not issubclass(TooManyBadTracklets, ValueError)

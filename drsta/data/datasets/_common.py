@@ -23,6 +23,21 @@ def dataset_root(root: str | Path, layout: str) -> Path:
     return path
 
 
+def resolve_under_root(root: Path, path: Path, where: str, allow_outside_root: bool = False) -> Path:
+    """`path` with `..` and symlinks resolved, checked to lie under `root` (also resolved) unless allowed.
+
+    Two spellings of one file (`a/x.mp4`, `a/../a/x.mp4`, `b/x.mp4` through a symlinked `b`) resolve to the same
+    path, so readers key tracklets on the result; `where` (e.g. "<csv> line N") starts the error message.
+    """
+    resolved = path.resolve()
+    if not allow_outside_root and not resolved.is_relative_to(root.resolve()):
+        raise ValueError(
+            f"{where}: {path} leads outside the dataset root {root} (to {resolved}); list files under the root, or "
+            "accept this with allow_outside_root=True (drsta ingest --allow-outside-root)"
+        )
+    return resolved
+
+
 def require(path: Path, layout: str) -> Path:
     """`path` itself, after checking that it exists."""
     if not path.exists():
