@@ -7,15 +7,20 @@ of Ray or MLflow.
 from __future__ import annotations
 
 import contextlib
+import pickle
+import random
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
+import torch.distributed as dist
 from torch import nn
 
 from drsta.config import OptimConfig
-from drsta.losses import ReIDObjective
+from drsta.losses import IGNORED, ReIDObjective
 from drsta.metrics import RetrievalResult, evaluate_detailed
 from drsta.model.drsta import DRSTA
 from drsta.model.functional import mean_pairwise_hellinger
@@ -25,6 +30,58 @@ def clips_to_input(clips: np.ndarray | torch.Tensor, device: torch.device) -> to
     """uint8 clips (B, N, H, W, 3) from the stream -> the model's float input (B, N, 3, H, W) in [0, 1]."""
     clips = torch.as_tensor(clips).to(device, non_blocking=True)
     return clips.permute(0, 1, 4, 2, 3).float().div_(255)
+
+
+def rng_states() -> dict[str, Any]:
+    """The torch, NumPy and Python RNG states as tensors and plain lists, so that a checkpoint holding them
+    loads with `torch.load(weights_only=True)` (no unpickling of arbitrary objects)."""
+    kind, keys, pos, has_gauss, cached_gaussian = np.random.get_state()
+    version, internal, gauss_next = random.getstate()
+    numpy_state = {
+        "kind": kind,
+        "keys": torch.from_numpy(keys.astype(np.int64)),
+        "pos": int(pos),
+        "has_gauss": int(has_gauss),
+        "cached_gaussian": float(cached_gaussian),
+    }
+    python_state = {"version": version, "internal": list(internal), "gauss_next": gauss_next}
+    return {"torch": torch.get_rng_state(), "numpy": numpy_state, "python": python_state}
+
+
+def set_rng_states(states: Mapping[str, Any]) -> None:
+    """Restore what `rng_states` returned."""
+    numpy_state = states["numpy"]
+    torch.set_rng_state(states["torch"].cpu())
+    np.random.set_state((numpy_state["kind"], numpy_state["keys"].numpy().astype(np.uint32), numpy_state["pos"],
+                         numpy_state["has_gauss"], numpy_state["cached_gaussian"]))  # fmt: skip
+    python_state = states["python"]
+    random.setstate((python_state["version"], tuple(python_state["internal"]), python_state["gauss_next"]))
+
+
+def load_state(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """A checkpoint file (`state.pt`) read with `torch.load(weights_only=True)`: tensors and plain values only,
+    so a planted file cannot run code.
+
+    Raises:
+        FileNotFoundError: no such file.
+        ValueError: the file needs a full unpickler (objects other than tensors, e.g. a checkpoint of drsta
+            before 0.2, or a crafted payload), or is damaged.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} not found: pass a checkpoint directory written by drsta train")
+    try:
+        state = torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as err:
+        reason = str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise ValueError(f"{path}: refused: the checkpoint holds objects other than tensors and plain values, which "
+                         f"could run code when unpickled ({reason}); only checkpoints of drsta train are "
+                         "accepted") from None  # fmt: skip
+    except (RuntimeError, EOFError, OSError) as err:
+        raise ValueError(f"{path}: not a readable checkpoint ({type(err).__name__}: {err})") from None
+    if not isinstance(state, dict) or "model" not in state:
+        raise ValueError(f"{path}: not a checkpoint of drsta train (no model state in it)")
+    return state
 
 
 def build_optimizer(model: DRSTA, cfg: OptimConfig) -> torch.optim.Optimizer:
@@ -62,21 +119,60 @@ def train_step(
     labels: torch.Tensor,
     amp: bool = False,
     weight: float = 1.0,
+    step: bool = True,
 ) -> dict[str, torch.Tensor]:
     """One optimisation step on a batch; returns the detached loss parts plus `loss` and `hellinger`.
 
-    `weight` scales the loss (0 runs the step for lockstep with other DDP workers without learning).
+    `weight` scales the loss (0: this batch teaches nothing, but the forward and backward still run, so that DDP's
+    gradient all-reduce and OIM's gather are matched on every worker). `step=False` leaves the weights, and the
+    optimiser's momentum, exactly as they were (use it when no worker had anything to learn from).
     """
     with autocast(clips.device, amp):
         out = model(clips)
         loss, parts = objective(out.embedding.float(), out.logits, out.diversity.float(), labels)
     optimizer.zero_grad(set_to_none=True)
     (loss * weight).backward()
-    optimizer.step()
+    if step:
+        optimizer.step()
     parts = {"loss": loss.detach(), **parts}
     if out.spatial_maps.shape[2] > 1:
         parts["hellinger"] = mean_pairwise_hellinger(out.spatial_maps.detach().float().flatten(-2))
     return parts
+
+
+def train_batch(
+    model: nn.Module,
+    objective: ReIDObjective,
+    optimizer: torch.optim.Optimizer,
+    clips: torch.Tensor,
+    labels: torch.Tensor,
+    valid: bool,
+    amp: bool = False,
+) -> dict[str, torch.Tensor] | None:
+    """A training step of one worker under DDP, also when its whole batch failed to decode (`valid` False).
+
+    Every worker runs the same collectives in the same order whatever its data: the all-reduce that says whether
+    any worker has a valid batch, the forward (OIM's gather) and the backward (DDP's gradient all-reduce). A
+    worker without a valid batch trains with weight 0 and IGNORED targets, so it contributes zero gradients and
+    nothing to the OIM table; when no worker has a valid batch, no optimiser step is taken (momentum and weight
+    decay would move the weights). Returns the loss parts, or None for a batch that taught nothing here.
+    """
+    if not valid:
+        labels = torch.full_like(labels, IGNORED)
+    if not _any_rank(valid, clips.device):
+        parts = train_step(model, objective, optimizer, clips, labels, amp, weight=0.0, step=False)
+    else:
+        parts = train_step(model, objective, optimizer, clips, labels, amp, weight=1.0 if valid else 0.0)
+    return parts if valid else None
+
+
+def _any_rank(flag: bool, device: torch.device) -> bool:
+    """Whether `flag` holds on any rank (just `flag` without torch.distributed). A collective: every rank calls it."""
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return flag
+    tensor = torch.tensor([int(flag)], device=device if dist.get_backend() == "nccl" else "cpu")
+    dist.all_reduce(tensor, op=dist.ReduceOp.MAX)
+    return bool(tensor.item())
 
 
 @torch.no_grad()

@@ -4,8 +4,10 @@ a 2-worker Ray Train run) → the champion in the MLflow registry → pulled →
     drsta demo [--out demo-output] [--space tune_spaces/demo.yaml] [--train-ids 16] [--test-ids 12]
 
 Everything goes under --out: the videos, the manifest, Ray's trial storage, the SQLite MLflow store with its
-artifacts, and the pulled champion. Re-running continues what is there (ingest skips finished chunks, the
-sweep resumes or returns its results). A local Ray is started for the run.
+artifacts, and the pulled champion. --out must be new, empty, or an earlier demo's output (marked by a
+`.drsta-demo` file): the demo replaces files there and never touches a directory it did not create. Re-running
+continues what is there (ingest skips finished chunks, the sweep resumes or returns its results). A local Ray
+is started for the run.
 """
 
 from __future__ import annotations
@@ -25,12 +27,14 @@ from drsta.config import ExperimentConfig
 from drsta.data.synthetic import SyntheticSpec, generate
 from pipelines.evaluate import evaluate_program
 from pipelines.ingest import ingest
+from pipelines.model_files import read_model_dir
 from pipelines.models import pull
 from pipelines.train import init_ray
 from pipelines.tune import load_space, sweep
 
 SPACE = Path(__file__).resolve().parents[1] / "tune_spaces" / "demo.yaml"
 SWEEP = "demo"
+MARKER = ".drsta-demo"
 
 
 def step(message: str) -> None:
@@ -39,7 +43,7 @@ def step(message: str) -> None:
 
 def run_demo(out: Path, space: Path = SPACE, train_ids: int = 16, test_ids: int = 12) -> dict[str, Any]:
     """Run every stage into `out`; returns the sweep summary and the champion's evaluation."""
-    out = out.resolve()
+    out = claim_output(out)
     start = time.perf_counter()
     search_space, base = load_space(space)
     uri = f"sqlite:///{out / 'mlflow.db'}"
@@ -50,10 +54,10 @@ def run_demo(out: Path, space: Path = SPACE, train_ids: int = 16, test_ids: int 
         step(f"generating {train_ids}+{test_ids} synthetic identities into {synth}")
         spec = SyntheticSpec(num_train_ids=train_ids, num_test_ids=test_ids, num_cameras=2, min_frames=8,
                              max_frames=24, height=base.input.height, width=base.input.width)  # fmt: skip
-        shutil.rmtree(synth, ignore_errors=True)  # a run stopped half-way: generation is deterministic
+        remove_inside(out, synth)  # a run stopped half-way: generation is deterministic
         generate(spec, synth)
     # Workers' logs stay in Ray's log files: the sweep's status table is the progress shown here.
-    init_ray(None, base, concurrent_runs=search_space.max_concurrent, log_to_driver=False)
+    init_ray(None, base, concurrent_runs=search_space.max_concurrent, log_to_driver=False, command="demo")
     try:
         step(f"ingesting {synth} with Ray Data")
         ingest("videos", synth, out / "ingest")
@@ -63,14 +67,36 @@ def run_demo(out: Path, space: Path = SPACE, train_ids: int = 16, test_ids: int 
 
         step("pulling the champion from the registry and evaluating it")
         champion_dir = out / "champion"
-        shutil.rmtree(champion_dir, ignore_errors=True)
+        remove_inside(out, champion_dir)
         pulled = pull("drsta@champion", champion_dir, uri)
+        program, _ = read_model_dir(champion_dir / "model", str(champion_dir))
         cfg = ExperimentConfig.from_dict(pulled["config"], source=str(champion_dir))
-        result = evaluate_program(next(champion_dir.rglob("*.pt2")).read_bytes(), cfg, out / "ingest")
+        result = evaluate_program(program, cfg, out / "ingest")
     finally:
         ray.shutdown()
     report(summary, pulled, result, out, uri, time.perf_counter() - start)
     return {"sweep": summary, "champion": pulled["model_uri"], "mAP": result.mAP, "rank1": float(result.cmc[0])}
+
+
+def claim_output(out: Path) -> Path:
+    """`out`, resolved and marked as the demo's: refused if it is a file, or a non-empty directory that an earlier
+    demo did not create (the demo deletes and replaces its own files there)."""
+    out = out.resolve()
+    if out.exists() and not out.is_dir():
+        raise FileExistsError(f"--out {out} is a file: give a new directory")
+    if out.is_dir() and not (out / MARKER).is_file() and any(out.iterdir()):
+        raise FileExistsError(f"--out {out} is not empty and was not created by drsta demo, which replaces files "
+                              "in its output: give a new or empty directory")  # fmt: skip
+    out.mkdir(parents=True, exist_ok=True)
+    (out / MARKER).write_text("Output of drsta demo: the demo may delete and replace anything in this directory.\n")
+    return out
+
+
+def remove_inside(root: Path, path: Path) -> None:
+    """Delete `path` (a directory of the demo's output), after checking that it really lies inside `root`."""
+    if path.is_symlink() or not path.resolve().is_relative_to(root):
+        raise ValueError(f"{path} is a link or lies outside {root}: remove it yourself if it is safe to")
+    shutil.rmtree(path, ignore_errors=True)
 
 
 def report(summary: dict[str, Any], pulled: dict[str, Any], result: Any, out: Path, uri: str, seconds: float) -> None:

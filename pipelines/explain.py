@@ -20,6 +20,8 @@ from PIL import Image
 from drsta import viz
 from pipelines.inference import MODEL_HELP, footage, load_model, read_footage
 
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
+
 
 def rendered(fig: Figure, dpi: int = 100) -> np.ndarray:
     """The figure drawn to an (H, W, 3) uint8 image."""
@@ -35,8 +37,13 @@ def stacked(images: list[np.ndarray]) -> np.ndarray:
     return np.concatenate(padded)
 
 
-def explain(model_spec: str, path: Path, out: Path, tracking_uri: str | None, max_frames: int = 4) -> dict:
+def explain(
+    model_spec: str, path: Path, out: Path, tracking_uri: str | None, max_frames: int = 4, force: bool = False
+) -> dict:
     """Write the two figures for one tracklet into `out`; returns the temporal weights (N, K)."""
+    check_output(out, force)
+    if max_frames < 1:
+        raise ValueError(f"--max-frames {max_frames}: must be at least 1")
     (item,) = footage([path])
     model = load_model(model_spec, tracking_uri)
     clip = read_footage(item, model.config.model.num_frames, model.size)
@@ -51,16 +58,27 @@ def explain(model_spec: str, path: Path, out: Path, tracking_uri: str | None, ma
     return {"temporal_weights": weights, "model_uri": model.uri}
 
 
+def check_output(out: Path, force: bool) -> None:
+    """`out` must be an image path PIL can write, and new unless `force`."""
+    if out.suffix.lower() not in IMAGE_SUFFIXES:
+        raise ValueError(f"--out {out}: give an image file name ending in {', '.join(IMAGE_SUFFIXES)}")
+    if out.is_dir():
+        raise IsADirectoryError(f"--out {out} is a directory: give an image file name")
+    if out.exists() and not force:
+        raise FileExistsError(f"--out {out} exists: choose another path, or pass --force to overwrite it")
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("path", type=Path, help="a video file or a folder of frames")
     parser.add_argument("--model", required=True, help=MODEL_HELP)
-    parser.add_argument("--out", type=Path, required=True, help="the image to write (.png)")
+    parser.add_argument("--out", type=Path, required=True, help="the image to write (.png or .jpg)")
+    parser.add_argument("--force", action="store_true", help="overwrite --out if it exists")
     parser.add_argument("--max-frames", type=int, default=4, help="frames shown in Fig. 1")
     parser.add_argument("--tracking-uri", help="MLflow tracking URI (default: sqlite:///mlflow.db here)")
 
 
 def run(args: argparse.Namespace) -> None:
-    result = explain(args.model, args.path, args.out, args.tracking_uri, args.max_frames)
+    result = explain(args.model, args.path, args.out, args.tracking_uri, args.max_frames, args.force)
     mean = result["temporal_weights"].mean(axis=1)
     print(f"explain: {args.path} with {result['model_uri']}: temporal weights {np.round(mean, 3).tolist()}")
     print(f"explain: wrote {args.out}")

@@ -2,8 +2,8 @@
 
 The training side (driver or rank 0) logs through one `RunTracker`; tracking failures never stop training.
 `log_model` registers the final model; `load_registered` gives serving code the exported program and its
-metadata from `models:/drsta/3` or `models:/drsta@champion`, with torch and MLflow only (this module imports
-drsta lazily, inside `log_model`, so loading never pulls project code in).
+metadata from `models:/drsta/3` or `models:/drsta@champion`, after checking that nothing in the files can run
+code (`pipelines.model_files`); a plain `mlflow.pytorch.load_model` of the same URI works too.
 
     tracker = RunTracker(tracking_uri, "drsta", run_name, run_id=config.get("mlflow_run_id"))
     tracker.start()
@@ -31,6 +31,7 @@ from collections.abc import Callable, Mapping
 from itertools import count
 from pathlib import Path
 from typing import Any, Literal, TypeVar
+from urllib.parse import unquote, urlsplit
 
 import mlflow
 import numpy as np
@@ -45,6 +46,8 @@ from mlflow.protos.databricks_pb2 import RESOURCE_ALREADY_EXISTS, RESOURCE_DOES_
 from mlflow.types import Schema, TensorSpec
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 from torch import nn
+
+from pipelines.uris import has_credentials, redact_credentials
 
 _logger = logging.getLogger(__name__)
 
@@ -200,7 +203,7 @@ class RunTracker:
                 "rest of this run, training goes on: %s: %s",
                 method,
                 self._run_id,
-                self.tracking_uri,
+                redact_credentials(str(self.tracking_uri)),
                 type(err).__name__,
                 err,
                 exc_info=True,
@@ -373,7 +376,6 @@ def _save_flavour(serving: nn.Module, clips: torch.Tensor, outputs: dict[str, to
             [TensorSpec(np.dtype(np.float32), (-1, *value.shape[1:]), key) for key, value in outputs.items()]
         ),
     )
-    _recover_working_directory()  # MLflow resolves requirements against os.getcwd()
     mlflow.pytorch.save_model(
         serving,
         model_dir,
@@ -385,27 +387,8 @@ def _save_flavour(serving: nn.Module, clips: torch.Tensor, outputs: dict[str, to
     )
 
 
-def _recover_working_directory() -> None:
-    """Step back into the working directory if it was replaced under this process.
-
-    A Ray job's driver runs in its unpacked working_dir, which Ray 2.60 can unpack again while the job runs
-    (when the training workers start with the same runtime env): the path exists, but the directory the process
-    sits in is gone and os.getcwd() raises. Re-enter the path (or the temp dir if it really is gone).
-    """
-    try:
-        os.getcwd()
-        return
-    except FileNotFoundError:
-        path = os.readlink("/proc/self/cwd").removesuffix(" (deleted)") if os.path.exists("/proc/self/cwd") else ""
-    target = path if path and os.path.isdir(path) else tempfile.gettempdir()
-    _logger.warning("the working directory was removed under this process; continuing in %s", target)
-    os.chdir(target)
-
-
-def load_registered(
-    model_uri: str, tracking_uri: str | None, dst: str | Path
-) -> tuple[Callable[[torch.Tensor], dict[str, torch.Tensor]], dict[str, Any]]:
-    """Download a registered DRSTA version into `dst` and load it with torch and MLflow only (no drsta import).
+def download_registered(model_uri: str, tracking_uri: str | None, dst: str | Path) -> tuple[Path, dict[str, Any]]:
+    """Download the `model/` artifacts of a registered version into `dst`, without loading anything.
 
     Args:
         model_uri: `models:/<name>/<version>` or `models:/<name>@<alias>` (aliases, not the deprecated stages).
@@ -413,8 +396,7 @@ def load_registered(
         dst: local directory the `model/` artifacts are downloaded into.
 
     Returns:
-        The model: clips (B, N, 3, H, W) float32 in [0, 1] on the CPU -> dict of tensors ("embedding" (B, E),
-        …); and metadata.json's dict plus "config" (config.yaml), "registered_name" and "version".
+        The local model directory, and {"registered_name", "version"} of the resolved version.
 
     Raises:
         ValueError: malformed URI, unknown registered model, version or alias (the message lists what exists).
@@ -424,19 +406,33 @@ def load_registered(
     model_version = client.get_model_version(name, str(version))
     dst = Path(dst)
     dst.mkdir(parents=True, exist_ok=True)
-    local = Path(
-        mlflow.artifacts.download_artifacts(
-            artifact_uri=model_version.source, dst_path=str(dst), tracking_uri=tracking_uri
-        )
+    local = mlflow.artifacts.download_artifacts(
+        artifact_uri=model_version.source, dst_path=str(dst), tracking_uri=tracking_uri
     )
-    # The flavour loader is `torch.export.load(data/model.pt2).module()`, after checking that the archive holds
-    # no pickle payloads (torch.export.load unpickles with weights_only=False).
-    model = mlflow.pytorch.load_model(str(local))
-    metadata = json.loads((local / "metadata.json").read_text())
-    metadata["config"] = yaml.safe_load((local / "config.yaml").read_text())
-    metadata["registered_name"] = name
-    metadata["version"] = version
-    return model, metadata
+    return Path(local), {"registered_name": name, "version": version}
+
+
+def load_registered(
+    model_uri: str, tracking_uri: str | None, dst: str | Path
+) -> tuple[Callable[[torch.Tensor], dict[str, torch.Tensor]], dict[str, Any]]:
+    """Download a registered DRSTA version into `dst` and load it; nothing in the files can run code.
+
+    The version must be drsta's pt2 flavour (`pipelines.model_files`): a pickle-flavour model or an MLmodel
+    with a `code:` path is refused, and the program is checked before `torch.export.load` sees it.
+
+    Returns:
+        The model: clips (B, N, 3, H, W) float32 in [0, 1] on the CPU -> dict of tensors ("embedding" (B, E),
+        …); and metadata.json's dict plus "config" (config.yaml), "registered_name" and "version".
+
+    Raises:
+        ValueError: malformed URI, unknown registered model, version or alias (the message lists what exists);
+            UnsafeModelError (a ValueError) for a model that is not drsta's pt2 flavour.
+    """
+    from pipelines.model_files import load_model_dir
+
+    local, identity = download_registered(model_uri, tracking_uri, dst)
+    model, metadata = load_model_dir(local, model_uri)
+    return model, metadata | identity
 
 
 def set_alias(name: str, alias: str, version: int | str, tracking_uri: str | None) -> None:
@@ -446,7 +442,7 @@ def set_alias(name: str, alias: str, version: int | str, tracking_uri: str | Non
 
 def get_alias_version(name: str, alias: str, tracking_uri: str | None) -> int | None:
     """The version `alias` points at, None if the alias is unset; ValueError for an unknown registered model."""
-    version = _get_registered_model(MlflowClient(tracking_uri), name).aliases.get(alias)
+    version = get_registered_model(MlflowClient(tracking_uri), name).aliases.get(alias)
     return None if version is None else int(version)
 
 
@@ -455,7 +451,7 @@ def _resolve_version(client: MlflowClient, model_uri: str) -> tuple[str, int]:
     if match is None:
         raise ValueError(f"model URI {model_uri!r}: expected models:/<name>/<version> or models:/<name>@<alias>")
     name = match["name"]
-    registered = _get_registered_model(client, name)
+    registered = get_registered_model(client, name)
     versions = sorted(int(v.version) for v in client.search_model_versions(f"name = '{name}'"))
     available = f"versions {versions or 'none'}, aliases {registered.aliases or 'none'}"
     if match["alias"] is not None:
@@ -472,20 +468,51 @@ def _resolve_version(client: MlflowClient, model_uri: str) -> tuple[str, int]:
     return name, int(match["version"])
 
 
-def _get_registered_model(client: MlflowClient, name: str) -> RegisteredModel:
+def get_registered_model(client: MlflowClient, name: str) -> RegisteredModel:
+    """The registered model `name`; ValueError listing the registered models if there is none by that name."""
     try:
         return client.get_registered_model(name)
     except MlflowException as err:
         if err.error_code != ErrorCode.Name(RESOURCE_DOES_NOT_EXIST):
             raise
-    names = sorted(model.name for model in client.search_registered_models(max_results=100))
+    models = client.search_registered_models(max_results=100)
+    names = sorted(model.name for model in models if not model.name.endswith(".promotion-lock"))  # see models.py
     raise ValueError(f"no registered model {name!r}; registered models: {names or 'none'}")
 
 
 def default_tracking_uri(tracking_uri: str | None) -> str:
     """The given URI, else $MLFLOW_TRACKING_URI, else a SQLite store `mlflow.db` in the working directory (as an
-    absolute path, so that Ray workers started elsewhere use the same file)."""
-    return tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{Path('mlflow.db').resolve()}"
+    absolute path, so that Ray workers started elsewhere use the same file).
+
+    Credentials never stay in the URI, which drsta logs, records and prints: `https://user:pass@host` becomes
+    `https://host`, and the user and password go to MLFLOW_TRACKING_USERNAME / MLFLOW_TRACKING_PASSWORD of this
+    process (and of the local Ray it starts), where MLflow reads them.
+    """
+    uri = tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{Path('mlflow.db').resolve()}"
+    if not has_credentials(uri):
+        return uri
+    parts = urlsplit(uri)
+    for variable, value in (("MLFLOW_TRACKING_USERNAME", parts.username), ("MLFLOW_TRACKING_PASSWORD", parts.password)):
+        if value is None:
+            continue
+        value = unquote(value)
+        if os.environ.get(variable, value) != value:
+            raise ValueError(f"the tracking URI {redact_credentials(uri)} carries credentials that differ from "
+                             f"${variable}: give them in one place (the variables are never logged)")  # fmt: skip
+        os.environ[variable] = value
+    return redact_credentials(uri)
+
+
+def existing_tracking_uri(tracking_uri: str | None) -> str:
+    """`default_tracking_uri`, for commands that only read: a local SQLite store must exist (MLflow would create
+    an empty one, and then report the model as missing)."""
+    uri = default_tracking_uri(tracking_uri)
+    if uri.startswith("sqlite:///"):
+        path = Path(uri.removeprefix("sqlite:///"))
+        if not path.is_file():
+            raise FileNotFoundError(f"no MLflow store at {path}: pass --tracking-uri (or set MLFLOW_TRACKING_URI) "
+                                    "to the store that holds the registry")  # fmt: skip
+    return uri
 
 
 def get_or_create_experiment(client: MlflowClient, name: str, artifact_location: str | None) -> str:

@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import random
 import sys
 import tempfile
 import time
@@ -22,7 +21,6 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pyarrow.fs as pafs
 import ray
 import ray.train
@@ -39,16 +37,28 @@ from drsta.data.decode import read_clip
 from drsta.data.manifest import fingerprint, read_manifest
 from drsta.data.plan import train_labels
 from drsta.data.sampling import evaluation_indices
-from drsta.engine import TrackletEmbeddings, build_optimizer, build_scheduler, clips_to_input, embed, train_step
+from drsta.engine import (
+    TrackletEmbeddings,
+    build_optimizer,
+    build_scheduler,
+    clips_to_input,
+    embed,
+    load_state,
+    rng_states,
+    set_rng_states,
+    train_batch,
+)
 from drsta.losses import build_objective
 from drsta.model import build_model
 from drsta.model.drsta import DRSTA
 from drsta.ray.stream import ValidBatches, evaluation_stream, train_stream
 from pipelines.cluster import release_leaked_placement_groups
+from pipelines.ray_runtime import ADDRESS_HELP, connect
 from pipelines.tracking import RunTracker, default_tracking_uri, log_model
 
 SCORE = "val/mAP"
 EPOCHS_DONE = "epochs_done"  # reported with every epoch: Tune's time axis, unchanged when a run resumes
+TRACKING_FAILURES = "tracking/failures"  # rank 0's tracking calls lost so far, reported with every epoch
 RUN_RECORD = ".drsta-runs"  # under storage_path: the MLflow run id of each Ray Train run, for resuming
 # Ray Train gives a worker group 60 s to start; on a small, busy machine (several trials' workers importing
 # torch at once) that is not enough and the run fails with WorkerGroupStartupTimeoutError.
@@ -69,7 +79,8 @@ class TrainLoop:
         num_classes = len(train_labels(self.tracklets))
         torch.manual_seed(cfg.train.model_seed)
         model = build_model(cfg.model, num_classes if cfg.loss.xent_weight > 0 else None).to(self.device)
-        self.objective = build_objective(cfg.loss, model.embedding_dim, num_classes).to(self.device)
+        objective = build_objective(cfg.loss, model.embedding_dim, num_classes, num_frames=cfg.model.num_frames)
+        self.objective = objective.to(self.device)
         self.optimizer = build_optimizer(model, cfg.optim)
         self.scheduler = build_scheduler(self.optimizer, cfg.optim)
         self.start_epoch = 0
@@ -107,7 +118,8 @@ class TrainLoop:
             self.scheduler.step()
             # Ray keeps the best checkpoints by val/mAP (and always the latest): a checkpoint of an epoch without
             # evaluation scores -1, so it never passes for the best one.
-            reported = {SCORE: -1.0} | metrics | {"epoch": epoch, EPOCHS_DONE: epoch + 1}
+            failures = self.tracker.failures if self.tracker else 0  # rank 0's tracking health, for the driver
+            reported = {SCORE: -1.0} | metrics | {"epoch": epoch, EPOCHS_DONE: epoch + 1, TRACKING_FAILURES: failures}
             with tempfile.TemporaryDirectory() as directory:
                 checkpoint = None
                 if self.rank == 0:
@@ -126,12 +138,11 @@ class TrainLoop:
         for batch in batches:
             inputs = clips_to_input(batch["clip"], self.device)
             labels = torch.as_tensor(batch["label"], device=self.device)
-            if not batch["valid"].any():  # nothing decodable in this batch: keep DDP in step, learn nothing
-                self.objective.eval()
-                parts = train_step(self.model, self.objective, self.optimizer, inputs, labels, self.amp, weight=0.0)
-                self.objective.train()
-            else:
-                parts = train_step(self.model, self.objective, self.optimizer, inputs, labels, self.amp)
+            # A batch with nothing decodable still steps in lockstep with the other workers, learning nothing.
+            parts = train_batch(self.model, self.objective, self.optimizer, inputs, labels,
+                                bool(batch["valid"].any()), self.amp)  # fmt: skip
+            if parts is None:
+                continue
             for name, value in parts.items():
                 sums[name] += float(value)
             steps, clips = steps + 1, clips + len(labels)
@@ -183,22 +194,20 @@ class TrainLoop:
                 "optimizer": self.optimizer.state_dict(),
                 "scheduler": self.scheduler.state_dict(),
                 "epoch": epoch,
-                "rng": {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()},
+                "rng": rng_states(),
                 "config": self.cfg.to_dict(),
             },
             directory / "state.pt",
         )
 
     def load_checkpoint(self, directory: Path, model: DRSTA) -> None:
-        state = torch.load(directory / "state.pt", map_location=self.device, weights_only=False)
+        state = load_state(directory / "state.pt", map_location=self.device)
         model.load_state_dict(state["model"])
         self.objective.load_state_dict(state["objective"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         self.start_epoch = state["epoch"] + 1
-        torch.set_rng_state(state["rng"]["torch"].cpu())
-        np.random.set_state(state["rng"]["numpy"])
-        random.setstate(state["rng"]["python"])
+        set_rng_states(state["rng"])
 
     def _sum_over_workers(self, values: list[float]) -> list[float]:
         tensor = torch.tensor(values, dtype=torch.float64)
@@ -258,7 +267,10 @@ def train(
 ) -> dict[str, Any]:
     """Run (or resume) a training run on the connected Ray cluster; returns its final metrics and model version.
 
-    `callbacks` go to Ray Train (Tune passes its report callback); `parent_run_id` nests the MLflow run.
+    `callbacks` go to Ray Train (Tune passes its report callback); `parent_run_id` nests the MLflow run. Tracking
+    failures never stop training, but they are not hidden either: the outcome's "not_recorded" lists what the run
+    failed to record (calls lost on the driver or on rank 0, epochs missing in MLflow, a model not registered),
+    and the MLflow run then ends FAILED.
     """
     cfg = resolve_paths(cfg)
     tracklets = read_manifest(cfg.data.manifest)
@@ -292,9 +304,33 @@ def train(
         example = torch.rand(1, cfg.model.num_frames, 3, cfg.input.height, cfg.input.width)
         version = log_model(tracker, model, example, cfg.to_dict(), metrics, data_fingerprint,
                             registered_name=cfg.train.registered_model)  # fmt: skip
-    tracker.end("FINISHED")
+    logged = tracker.logged_steps("train/loss") if tracker.healthy else set(range(cfg.optim.epochs))
+    missing = len(set(range(cfg.optim.epochs)) - logged)
+    lost = tracker.failures + int(metrics.get(TRACKING_FAILURES, 0))
+    problems = not_recorded(lost, missing, cfg.optim.epochs, bool(cfg.train.registered_model) and version is None)
+    tracker.end("FAILED" if problems else "FINISHED")  # an MLflow run with holes is no finished run
+    problems = problems or not_recorded(tracker.failures, 0, cfg.optim.epochs, False)  # the end itself was lost
     return {"metrics": metrics, "mlflow_run_id": run_id, "model_version": version, "path": result.path,
-            "best_checkpoint": best}  # fmt: skip
+            "best_checkpoint": best, "not_recorded": problems}  # fmt: skip
+
+
+def not_recorded(lost_calls: int, missing_epochs: int, epochs: int, model_missing: bool) -> list[str]:
+    """What a finished run failed to record, as phrases for its last line; empty when everything was recorded.
+
+    Args:
+        lost_calls: tracking calls that did not reach MLflow, on the driver and on rank 0.
+        missing_epochs: epochs without `train/loss` in the MLflow run (e.g. lost by a rank 0 that was restarted).
+        epochs: the run's epochs.
+        model_missing: a model was to be registered and was not.
+    """
+    problems = []
+    if lost_calls:
+        problems.append(f"tracking failed: {lost_calls} calls lost")
+    if missing_epochs:
+        problems.append(f"{missing_epochs} of {epochs} epochs have no metrics in MLflow")
+    if model_missing:
+        problems.append("no model registered")
+    return problems
 
 
 def storage_filesystem(cfg: ExperimentConfig) -> tuple[pafs.FileSystem, str]:
@@ -314,15 +350,26 @@ def read_run_record(cfg: ExperimentConfig) -> dict[str, Any]:
     if not _exists(filesystem, record):
         return {}
     with filesystem.open_input_stream(record) as stream:
-        return json.loads(stream.read())
+        text = stream.read()
+    try:
+        return json.loads(text)
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise ValueError(
+            f"the run record {record} is damaged ({err}): it holds the run's MLflow run id; fix or "
+            f"delete it, then pass --resume again (a deleted record starts a new MLflow run)"
+        ) from None
 
 
 def write_run_record(cfg: ExperimentConfig, record: dict[str, Any]) -> None:
-    """Written before Ray Train creates the run's directory, so a resume always finds the MLflow run."""
+    """Written before Ray Train creates the run's directory, so a resume always finds the MLflow run; atomically
+    (a temporary file moved into place), so a resume never reads half a record."""
     filesystem, root = storage_filesystem(cfg)
-    filesystem.create_dir(f"{root}/{RUN_RECORD}", recursive=True)
-    with filesystem.open_output_stream(f"{root}/{RUN_RECORD}/{cfg.train.name}.json") as stream:
+    directory = f"{root}/{RUN_RECORD}"
+    filesystem.create_dir(directory, recursive=True)
+    partial = f"{directory}/.{cfg.train.name}.json.{os.getpid()}.partial"
+    with filesystem.open_output_stream(partial) as stream:
         stream.write(json.dumps(record).encode())
+    filesystem.move(partial, f"{directory}/{cfg.train.name}.json")
 
 
 def run_started(cfg: ExperimentConfig) -> bool:
@@ -342,7 +389,7 @@ def artifact_location(tracking_uri: str) -> str | None:
 def load_trained_model(checkpoint: ray.train.Checkpoint, cfg: ExperimentConfig) -> DRSTA:
     """The model of a training checkpoint, in eval mode on the CPU."""
     with checkpoint.as_directory() as directory:
-        state = torch.load(Path(directory) / "state.pt", map_location="cpu", weights_only=False)
+        state = load_state(Path(directory) / "state.pt")
     num_classes = len(train_labels(read_manifest(cfg.data.manifest))) if cfg.loss.xent_weight > 0 else None
     model = build_model(cfg.model, num_classes)
     model.load_state_dict(state["model"])
@@ -361,7 +408,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--resume", action="store_true", help="continue the run (storage_path, name)")
     parser.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
                         help="override any config value, e.g. --set loss.diversity_weight=0 (repeatable)")  # fmt: skip
-    parser.add_argument("--address", help="Ray cluster address (default: a local Ray started for this run)")
+    parser.add_argument("--address", help=ADDRESS_HELP)
 
 
 def config_from_args(args: argparse.Namespace) -> ExperimentConfig:
@@ -391,23 +438,29 @@ def parse_settings(settings: list[str]) -> dict[str, Any]:
     return overrides
 
 
-def init_ray(address: str | None, cfg: ExperimentConfig, concurrent_runs: int = 1, log_to_driver: bool = True) -> None:
-    """Connect to a cluster, or start a local Ray with room for the workers *and* the decode tasks.
+def init_ray(
+    address: str | None,
+    cfg: ExperimentConfig,
+    concurrent_runs: int = 1,
+    log_to_driver: bool = True,
+    command: str = "train",
+) -> None:
+    """Connect to Ray by drsta's one policy (`pipelines.ray_runtime.connect`: --address, else RAY_ADDRESS, else a
+    private local Ray), with room locally for the workers *and* the decode tasks.
 
     Locally the training workers would otherwise hold every CPU and the data stream could not run: the local
     Ray gets two logical CPUs beyond the workers' of `concurrent_runs` runs (oversubscribing a small machine).
     """
-    if address or os.environ.get("RAY_ADDRESS"):  # a Ray job's driver is given its cluster in RAY_ADDRESS
-        ray.init(address=address)
-        return
-    os.environ.setdefault(WORKER_START_TIMEOUT, "600")  # inherited by the local Ray's processes
     needed = int(concurrent_runs * cfg.train.num_workers * cfg.train.cpus_per_worker) + 2
-    # Keep the dashboard: it serves the State API that Ray Train uses to watch (and clean up after) its runs.
-    ray.init(address="local", num_cpus=max(os.cpu_count() or 1, needed), log_to_driver=log_to_driver)
+    # A local Ray keeps its dashboard: it serves the State API that Ray Train uses to watch (and clean up after)
+    # its runs.
+    connect(address, command, num_cpus=needed, log_to_driver=log_to_driver, local_env={WORKER_START_TIMEOUT: "600"})
 
 
 def run(args: argparse.Namespace) -> None:
     cfg = config_from_args(args)
+    # Before Ray starts: credentials in the URI move to the environment, which a local Ray's workers inherit.
+    cfg = cfg.with_overrides({"train.tracking_uri": default_tracking_uri(cfg.train.tracking_uri)})
     init_ray(args.address, cfg)
     try:
         outcome = train(cfg, resume=args.resume)
@@ -418,6 +471,8 @@ def run(args: argparse.Namespace) -> None:
           f"rank-1 {metrics.get('val/rank1', float('nan')):.3f}; checkpoints in {outcome['path']}")  # fmt: skip
     if outcome["model_version"] is not None:
         print(f"train: registered models:/{cfg.train.registered_model}/{outcome['model_version'].version}")
+    if outcome["not_recorded"]:  # trained, but a quiet success would hide what is missing: exit status 1
+        sys.exit(f"drsta train: error: {cfg.train.name} trained, but {'; '.join(outcome['not_recorded'])}")
 
 
 if __name__ == "__main__":
