@@ -54,7 +54,7 @@ def plain_loop(cfg: ExperimentConfig, epochs: int) -> float:
     num_classes = len(train_labels(tracklets))
     torch.manual_seed(cfg.train.model_seed)
     model = build_model(cfg.model)
-    objective = build_objective(cfg.loss, model.embedding_dim, num_classes)
+    objective = build_objective(cfg.loss, model.embedding_dim, num_classes, num_frames=cfg.model.num_frames)
     optimizer = build_optimizer(model, cfg.optim)
     rate = 0.0
     for epoch in range(epochs):

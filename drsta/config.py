@@ -9,8 +9,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from drsta.io import read_yaml
 
 
 class _Strict(BaseModel):
@@ -18,7 +19,9 @@ class _Strict(BaseModel):
 
 
 class ModelConfig(_Strict):
-    """The DRSTA architecture."""
+    """The DRSTA architecture. Defaults are the paper's model; the other values of `spatial_pooling`,
+    `temporal_pooling`, `feature_enhancement` give the ablation's rows, and `attention_head`, `component_dim` the
+    authors' public code (configs/authors_code.yaml)."""
 
     backbone: Literal["resnet50", "resnet18", "tiny"] = Field(
         "resnet50", description="frame trunk; resnet50 is the paper's (D = 2048), tiny is for CPU tests"
@@ -28,14 +31,77 @@ class ModelConfig(_Strict):
     )
     last_stride: Literal[1, 2] = Field(2, description="stride of the trunk's last stage (2: 8×4 cells at 256×128)")
     num_frames: int = Field(6, ge=1, description="N, frames per clip (the authors' seqlen); the model is tied to it")
-    num_attention_models: int = Field(6, ge=1, description="K, spatial attention models (the paper's figures: 6)")
-    attention_hidden_dim: int = Field(256, ge=1, description="hidden units of each spatial attention model")
-    sigma: float = Field(1.0, gt=0, description="σ of the temporal similarity (Eq. 2), in frames")
-    feature_enhancement: bool = Field(True, description="apply Eq. 1–4; false for the ablation")
+    num_attention_models: int = Field(
+        6,
+        ge=1,
+        description="K, spatial attention models (supplementary Fig. 1: 6; authors' code: 3); must be 1 with "
+        "spatial_pooling 'average'",
+    )
+    spatial_pooling: Literal["attention", "average"] = Field(
+        "attention",
+        description="'attention': the K spatial attention models (paper Sec. 3.1); 'average': no attention, each "
+        "frame's feature is the mean of its h·w cells (the ablation's baseline; K = 1, the reported map is the "
+        "uniform 1/(h·w), the diversity penalty 0)",
+    )
+    attention_head: Literal["per_model", "shared"] = Field(
+        "per_model",
+        description="'per_model': each attention model has its own hidden layer (the paper's "
+        "w_kᵀ ReLU(W_k l + b_k)); 'shared': the authors' code, a 1×1 conv D → attention_hidden_dim + BN + ReLU "
+        "shared by the K models, then a 1×1 conv → K + BN; ignored with spatial_pooling 'average'",
+    )
+    attention_hidden_dim: int = Field(
+        256,
+        ge=1,
+        description="hidden units of each attention model ('per_model'; not in our sources, our choice) or of the "
+        "shared layer ('shared'; authors' code: 64)",
+    )
+    component_dim: int | None = Field(
+        None,
+        ge=1,
+        description="the authors' code: a Linear D → component_dim shared by the K components, then L2 "
+        "normalisation of each, per frame right after spatial pooling (enhancement and temporal attention then "
+        "work in component_dim; descriptor K·component_dim, authors' 128); null: no projection, the paper's K·D",
+    )
+    feature_enhancement: bool = Field(
+        True, description="apply the supplementary's Eq. 1–4 between spatial and temporal pooling; false to ablate"
+    )
+    sigma: float = Field(
+        1.0,
+        gt=0,
+        description="σ of the temporal similarity Ψ = W ⊙ exp(−|i−j|/σ) + b (Eq. 2), in frames (not in our "
+        "sources: our choice). With learn_temporal_weights W is a free N×N parameter, so σ only sets Ψ's initial "
+        "value and each entry's gradient scale, not what Ψ can become: a σ sweep then explores initialisation. "
+        "And with the trunk's unnormalised features (component_dim null, ResNet scale) Φ of Eq. 1 reaches 10²–10³ "
+        "(measured on randomly initialised ResNet-18/50) while Ψ starts in [0, 1], so Eq. 3's softmax is one-hot "
+        "and σ, W and b have no effect at all",
+    )
+    learn_temporal_weights: bool = Field(
+        True,
+        description="learn W of Eq. 2 from ones (the supplementary: W and b 'encode the positional information', "
+        "model parameters); false fixes W at ones so Ψ = exp(−|i−j|/σ) + b and σ sets the temporal falloff "
+        "(b is learned either way)",
+    )
+    temporal_pooling: Literal["attention", "average"] = Field(
+        "attention",
+        description="'attention': per component a softmax over the N frames of a linear score (paper Sec. 3.3); "
+        "'average': the mean over the N frames (temporal average pooling; the reported weights are 1/N)",
+    )
     embedding_dim: int | None = Field(
-        None, ge=1, description="linear + BN reduction of the K·D descriptor to this size; null keeps K·D"
+        None,
+        ge=1,
+        description="a Linear (no bias) + BN reducing the K·D (or K·component_dim) descriptor to this size; null "
+        "keeps it (the paper's K·D)",
     )
     tiny_trunk_dim: int = Field(64, ge=1, description="D of the tiny trunk (ignored by the ResNets)")
+
+    @model_validator(mode="after")
+    def _average_pooling_has_one_component(self) -> ModelConfig:
+        if self.spatial_pooling == "average" and self.num_attention_models != 1:
+            raise ValueError(
+                "spatial_pooling 'average' pools one global feature per frame (K = 1), but num_attention_models is "
+                f"{self.num_attention_models}: set num_attention_models to 1 too, so the logged config says what runs"
+            )
+        return self
 
 
 class InputConfig(_Strict):
@@ -48,15 +114,41 @@ class InputConfig(_Strict):
 class LossConfig(_Strict):
     """The training objective: weighted identity losses + λ · diversity penalty."""
 
-    oim_weight: float = Field(1.0, ge=0, description="weight of the OIM loss (the paper's)")
+    oim_weight: float = Field(1.0, ge=0, description="weight of the OIM loss (the paper's identity loss)")
     triplet_weight: float = Field(0.0, ge=0, description="weight of the batch-hard triplet loss")
     xent_weight: float = Field(0.0, ge=0, description="weight of label-smoothed cross-entropy")
-    diversity_weight: float = Field(1.0, ge=0, description="λ, weight of the diversity regularizer")
+    diversity_weight: float = Field(
+        1.0,
+        ge=0,
+        description="λ, weight of the diversity regularizer (the paper's value is not in our sources; the authors' "
+        "code adds its form with weight 1)",
+    )
+    diversity_reduction: Literal["mean_squared", "authors_sqrt_sum"] = Field(
+        "mean_squared",
+        description="how the per-frame penalties r_n = ‖Q_n Q_nᵀ − I‖²_F become the loss term: 'mean_squared', the "
+        "paper's r_n averaged over every frame of the worker's batch; 'authors_sqrt_sum', the authors' code's "
+        "√(Σ_n r_n + 1e-5) with the sum over every frame of the worker's batch (a Frobenius norm, not its square; "
+        "it grows with the batch size); either is multiplied by diversity_weight",
+    )
     oim_scale: float = Field(30.0, gt=0, description="OIM's 1 / temperature (open-reid: 30)")
     oim_momentum: float = Field(0.5, ge=0, lt=1, description="OIM lookup-table momentum (open-reid: 0.5)")
-    oim_queue_size: int = Field(0, ge=0, description="OIM circular queue length for unlabelled identities")
     triplet_margin: float = Field(0.3, gt=0, description="margin of the batch-hard triplet loss")
     label_smoothing: float = Field(0.1, ge=0, lt=1, description="ε of label-smoothed cross-entropy")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _accept_the_removed_queue_size_at_zero(cls, data: Any) -> Any:
+        # oim_queue_size (OIM's queue of unlabelled identities) was removed: no training split has unlabelled
+        # clips, so it never did anything. Every config logged before (runs, checkpoints, registered models)
+        # holds it, at 0 unless set; those still load. Any other value is refused: it suggests it does something.
+        if isinstance(data, dict) and "oim_queue_size" in data:
+            if data["oim_queue_size"] != 0:
+                raise ValueError(
+                    "oim_queue_size was removed (training has no unlabelled clips, so the queue never held "
+                    "anything): delete the key"
+                )
+            data = {key: value for key, value in data.items() if key != "oim_queue_size"}
+        return data
 
     @model_validator(mode="after")
     def _one_identity_loss(self) -> LossConfig:
@@ -131,17 +223,22 @@ class ExperimentConfig(_Strict):
         try:
             return cls.model_validate(data)
         except ValidationError as err:
-            raise ValueError(f"invalid {source}:\n{_describe(err)}") from None
+            raise ValueError(f"invalid {source}:{describe_errors(err, cls)}") from None
 
     @classmethod
     def from_yaml(cls, path: str | Path) -> ExperimentConfig:
         path = Path(path)
         if not path.is_file():
             raise FileNotFoundError(f"config file {path} not found")
-        data = yaml.safe_load(path.read_text()) or {}
+        data = read_yaml(path, "fix the file (configs/default.yaml shows every key)")
+        if data is None:
+            data = {}  # an empty file: every default
         if not isinstance(data, dict):
             sections = ", ".join(cls.model_fields)
-            raise ValueError(f"{path} must hold a mapping of sections ({sections}), got {type(data).__name__}")
+            raise ValueError(
+                f"{path} must hold a mapping of sections ({sections}), got a YAML {type(data).__name__}; "
+                "see configs/default.yaml"
+            )
         return cls.from_dict(data, source=str(path))
 
     def with_overrides(self, overrides: dict[str, Any]) -> ExperimentConfig:
@@ -159,10 +256,27 @@ class ExperimentConfig(_Strict):
         return self.model_dump(mode="json")
 
 
-def _describe(err: ValidationError) -> str:
+def describe_errors(err: ValidationError, model: type[BaseModel]) -> str:
+    """`err` as " key: problem" for one problem (to follow "invalid <file>:" on its line), or as an indented list
+    of them on their own lines for several; an unknown key lists its section's keys, so a misspelling is easy to
+    fix."""
     lines = []
     for issue in err.errors():
         key = ".".join(str(part) for part in issue["loc"]) or "(top level)"
-        message = "unknown key (not a field of this section)" if issue["type"] == "extra_forbidden" else issue["msg"]
-        lines.append(f"  {key}: {message}")
-    return "\n".join(lines)
+        message = issue["msg"]
+        if issue["type"] == "extra_forbidden":
+            section = _section(model, issue["loc"][:-1])
+            known = f"; the known keys are {', '.join(section.model_fields)}" if section is not None else ""
+            message = f"unknown key (not a field of this section{known})"
+        lines.append(f"{key}: {message}")
+    return f" {lines[0]}" if len(lines) == 1 else "".join(f"\n  {line}" for line in lines)
+
+
+def _section(model: type[BaseModel], loc: tuple[int | str, ...]) -> type[BaseModel] | None:
+    """The model class found at `loc` inside `model` (None where that is not a model, e.g. inside a dict)."""
+    for part in loc:
+        field = model.model_fields.get(str(part))
+        if field is None or not (isinstance(field.annotation, type) and issubclass(field.annotation, BaseModel)):
+            return None
+        model = field.annotation
+    return model

@@ -10,8 +10,13 @@ mostly out of the crop, or decoder garbage). Baselines measured on it: `benchmar
 
 What `generate(spec, out_dir)` writes:
 
-    out_dir/spec.json            the SyntheticSpec used
-    out_dir/tracklets.csv        path,pid,camid,role — path relative to out_dir, camid 0-based
+    out_dir/spec.json            the SyntheticSpec used (`read_spec` reads it back)
+    out_dir/tracklets.csv        path,pid,camid,role — path relative to out_dir, camid 0-based; written last, so
+                                 a set that has it is complete (spec.json, tracklets.csv, info/ and the
+                                 annotations are written atomically: an interrupted run never leaves half of one)
+    out_dir/annotations.parquet  the ground truth of every frame (person and part boxes and labels, occlusion,
+                                 bad frames), keyed by the videos reader's tracklet id and the frame index; the
+                                 schema and its reader: drsta.data.annotations
     out_dir/videos/<pid:04>/<camid>/<pid:04>_c<camid>_t<k>.mp4     H.264 (libx264, yuv420p, GOP = spec.gop)
     out_dir/mars/                with mars_layout=True, the same tracklets as JPEG frames in MARS's layout:
         bbox_train/<pid:04>/<pid:04>C<camid+1>T<k+1:04>F<frame+1:03>.jpg      bbox_test/ likewise
@@ -19,6 +24,7 @@ What `generate(spec, out_dir)` writes:
         info/tracks_train_info.mat (track_train_info), info/tracks_test_info.mat (track_test_info):
             float (num_tracks, 4) rows [start, end, pid, camid + 1], start/end 1-based inclusive in the names
         info/query_IDX.mat (query_IDX): the 1-based rows of track_test_info that are queries
+        annotations.parquet      the same ground truth keyed by the MARS reader's tracklet id and frame JPEG
 
 Identities: train pids 1..num_train_ids, test pids num_train_ids + 1..num_train_ids + num_test_ids (disjoint,
 and ≥ 1: MARS reserves 0 for distractors and −1 for junk). Every identity is seen `tracklets_per_id_per_camera`
@@ -32,6 +38,7 @@ identity looks the same whatever else the spec says, and the same spec gives byt
 from __future__ import annotations
 
 import csv
+import io
 import json
 import math
 from collections.abc import Callable, Iterable
@@ -43,9 +50,11 @@ import numpy as np
 import scipy.io
 from PIL import Image
 
+from drsta.data.annotations import ANNOTATIONS_FILE, PARTS, frame_columns, write_annotations
 from drsta.data.decode import DECORD_WIDTH_HINT, decord_decodes_width
 from drsta.data.encode import write_video
 from drsta.data.tracklet import Role
+from drsta.io import read_json, write_atomic
 
 # Seed-stream tags: the first number after the seed says what a generator is for.
 _LAYOUT, _IDENTITY, _CAMERA, _TRACKLET = 0, 1, 2, 3
@@ -55,6 +64,13 @@ STAMP_BITS = 10
 _STAMP_ROWS, _STAMP_COLUMNS = 2, 5
 _MIN_STAMP_CELL_WIDTH = 4  # pixels; narrower cells do not survive H.264's 4:2:0 + deblocking reliably
 MAX_FRAMES = 999  # MARS names frames with three digits (F001..F999); also below the stamp's 2**10
+SPEC_FILE = "spec.json"
+CSV_FILE = "tracklets.csv"
+
+# Part labels of the ground truth (drsta.data.annotations): 0 is the background.
+_HEAD, _TORSO, _LEGS, _ACCESSORY = (PARTS.index(part) + 1 for part in ("head", "torso", "legs", "accessory"))
+_BAD_KINDS = ("blur", "out_of_crop", "garbage")  # bad_kind 0, 1, 2 of render_annotated
+_GARBAGE_KINDS = ("blocks", "noise", "flat")  # what _garbage drew: 0, 1, 2
 
 # Colour palettes: name -> (RGB in [0, 1], how common). Few colours, shared by many identities: colour alone is
 # a weak cue, the combination of parts, textures and accessories is what tells identities apart.
@@ -102,9 +118,17 @@ _SKIN = {
 }
 
 
+class SpecError(ValueError):
+    """A SyntheticSpec field out of range; `field`, `expected` and `value` let a CLI name its own flag instead."""
+
+    def __init__(self, field: str, expected: str, value: object) -> None:
+        super().__init__(f"SyntheticSpec.{field} must be {expected}, got {value!r}")
+        self.field, self.expected, self.value = field, expected, value
+
+
 @dataclass(frozen=True)
 class SyntheticSpec:
-    """What to generate. Every field is validated on construction (ValueError naming the field).
+    """What to generate. Every field is validated on construction (SpecError, a ValueError naming the field).
 
     Attributes:
         seed: the seed every random choice derives from (≥ 0).
@@ -160,7 +184,7 @@ class SyntheticSpec:
         _require(self.max_frames <= MAX_FRAMES, "max_frames", f"<= {MAX_FRAMES} (MARS's F001..F999)", self.max_frames)
         _require(self.height >= 32 and self.height % 2 == 0, "height", "even and >= 32", self.height)
         _require(self.width >= 16 and self.width % 2 == 0, "width", "even and >= 16", self.width)
-        _require(decord_decodes_width(self.width), "width", DECORD_WIDTH_HINT, self.width)
+        _require(decord_decodes_width(self.width), "width", f"a width decord decodes: {DECORD_WIDTH_HINT}", self.width)
         _require(self.fps >= 1, "fps", ">= 1", self.fps)
         _require(self.gop >= 1, "gop", ">= 1", self.gop)
         _require(0 <= self.occlusion_prob <= 1, "occlusion_prob", "in [0, 1]", self.occlusion_prob)
@@ -171,11 +195,15 @@ class SyntheticSpec:
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> SyntheticSpec:
-        """The spec a dict (e.g. a loaded spec.json) describes; an unknown key is an error naming it."""
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(values) - known)
+        """The spec a dict (e.g. a loaded spec.json) describes; an unknown key or a wrong type is an error naming it."""
+        known = {f.name: type(f.default) for f in fields(cls)}
+        unknown = sorted(set(values) - set(known))
         if unknown:
             raise ValueError(f"SyntheticSpec has no field(s) {unknown}; known fields: {sorted(known)}")
+        for name, value in values.items():
+            allowed = (int, float) if known[name] is float else known[name]
+            if not isinstance(value, allowed) or (isinstance(value, bool) and known[name] is not bool):
+                raise ValueError(f"SyntheticSpec.{name} must be of type {known[name].__name__}, got {value!r}")
         return cls(**values)
 
     def to_dict(self) -> dict[str, Any]:
@@ -205,9 +233,19 @@ class SyntheticTracklet:
         """The video's path relative to the output directory."""
         return f"videos/{self.pid:04d}/{self.camid}/{self.pid:04d}_c{self.camid}_t{self.index}.mp4"
 
+    @property
+    def mars_track(self) -> str:
+        """MARS's name of the tracklet, <pid:04>C<camid+1>T<index+1:04> (the MARS reader's id is mars/<this>)."""
+        return f"{self.pid:04d}C{self.camid + 1}T{self.index + 1:04d}"
+
     def mars_image_name(self, frame: int) -> str:
         """MARS's name of frame `frame` (0-based): <pid:04>C<camid+1>T<index+1:04>F<frame+1:03>.jpg."""
-        return f"{self.pid:04d}C{self.camid + 1}T{self.index + 1:04d}F{frame + 1:03d}.jpg"
+        return f"{self.mars_track}F{frame + 1:03d}.jpg"
+
+    def mars_image_path(self, frame: int) -> str:
+        """The path of frame `frame` (0-based) relative to the MARS layout's root (out_dir/mars)."""
+        split = "bbox_train" if self.role == "train" else "bbox_test"
+        return f"{split}/{self.pid:04d}/{self.mars_image_name(frame)}"
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -243,7 +281,7 @@ def generate(
 
     Args:
         spec: what to generate.
-        out_dir: where; must not exist yet or be empty.
+        out_dir: where; must not exist yet or be an empty directory (nothing there is ever overwritten).
         mars_layout: also write the tracklets as JPEG frames in MARS's layout under out_dir/mars.
         progress: called as progress(done, total) after each tracklet.
 
@@ -251,35 +289,102 @@ def generate(
         out_dir.
     """
     out_dir = Path(out_dir)
-    if out_dir.exists() and any(out_dir.iterdir()):
-        raise FileExistsError(f"{out_dir} is not empty: generate into a new or empty directory")
+    _check_new_or_empty(out_dir, spec)
     plan = plan_tracklets(spec)
+    video_truth: dict[str, list] = {}  # annotations of the videos layout, column by column
+    mars_truth: dict[str, list] = {}  # and of the MARS layout: the same frames under MARS's keys
     for done, tracklet in enumerate(plan, start=1):
-        frames = render_tracklet(spec, tracklet)
+        frames, truth = render_annotated(spec, tracklet)
         write_video(frames, out_dir / tracklet.video_path, spec.fps, spec.gop)
+        columns = frame_columns(truth.labels, truth.occluder, truth.bad, truth.garbage)
+        _extend(video_truth, _video_keys(tracklet), columns)
         if mars_layout:
             _write_mars_frames(out_dir / "mars", tracklet, frames)
+            _extend(mars_truth, _mars_keys(tracklet), columns)
         if progress is not None:
             progress(done, len(plan))
-    _write_csv(out_dir / "tracklets.csv", plan)
     if mars_layout:
         _write_mars_info(out_dir / "mars" / "info", plan)
-    (out_dir / "spec.json").write_text(json.dumps(spec.to_dict(), indent=2) + "\n")
+        write_annotations(out_dir / "mars" / ANNOTATIONS_FILE, mars_truth)
+    write_annotations(out_dir / ANNOTATIONS_FILE, video_truth)
+    write_atomic(out_dir / SPEC_FILE, json.dumps(spec.to_dict(), indent=2) + "\n")
+    _write_csv(out_dir / CSV_FILE, plan)  # last: the set is complete once it is there
     return out_dir
 
 
+def read_spec(out_dir: str | Path) -> SyntheticSpec:
+    """The spec of the set that `generate` wrote into `out_dir` (its spec.json).
+
+    Raises:
+        FileNotFoundError: there is no spec.json.
+        ValueError: spec.json is damaged (truncated, garbled, or not a spec); the message names it.
+    """
+    path = Path(out_dir) / SPEC_FILE
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} not found: {out_dir} is not a set written by drsta synth")
+    remedy = f"delete {out_dir} and generate the set again (the same spec gives the same set)"
+    values = read_json(path, remedy)
+    if not isinstance(values, dict):
+        raise ValueError(f"{path} is damaged (a JSON {type(values).__name__}, not an object of spec fields); {remedy}")
+    try:
+        return SyntheticSpec.from_dict(values)
+    except ValueError as err:
+        raise ValueError(f"{path} is damaged ({err}); {remedy}") from None
+
+
+def _check_new_or_empty(out_dir: Path, spec: SyntheticSpec) -> None:
+    """Refuse an `out_dir` that is a file or holds anything: generating never overwrites."""
+    if out_dir.exists() and not out_dir.is_dir():
+        raise FileExistsError(f"{out_dir} is a file, not a directory: generate into a new or empty directory")
+    if not out_dir.exists() or not any(out_dir.iterdir()):
+        return
+    if (out_dir / CSV_FILE).is_file() and (out_dir / SPEC_FILE).is_file():
+        same = "the same spec" if read_spec(out_dir) == spec else "another spec"
+        raise FileExistsError(
+            f"{out_dir} is not empty: it holds a finished synthetic set ({same}); use it as it is, or generate "
+            "into a new or empty directory"
+        )
+    raise FileExistsError(
+        f"{out_dir} is not empty: generate into a new or empty directory (if an earlier generation there was "
+        "interrupted, delete it and run again: the same spec gives the same set)"
+    )
+
+
+def _video_keys(tracklet: SyntheticTracklet) -> dict[str, list]:
+    """The key columns of a tracklet's annotations in the videos layout: the videos reader's id, the video."""
+    frames = range(tracklet.num_frames)
+    return {"tracklet": [f"videos/{tracklet.video_path}"] * len(frames), "path": [tracklet.video_path] * len(frames)}
+
+
+def _mars_keys(tracklet: SyntheticTracklet) -> dict[str, list]:
+    """The key columns of a tracklet's annotations in the MARS layout: the MARS reader's id, each frame's JPEG."""
+    frames = range(tracklet.num_frames)
+    return {
+        "tracklet": [f"mars/{tracklet.mars_track}"] * len(frames),
+        "path": [tracklet.mars_image_path(i) for i in frames],
+    }
+
+
+def _extend(table: dict[str, list], keys: dict[str, list], columns: dict[str, list]) -> None:
+    """Append one tracklet's rows (its keys, frame indices and frame columns) to `table`, column by column."""
+    num_frames = len(columns["bad"])
+    for name, values in {**keys, "frame": list(range(num_frames)), **columns}.items():
+        table.setdefault(name, []).extend(values)
+
+
 def _write_csv(path: Path, plan: Iterable[SyntheticTracklet]) -> None:
-    with path.open("w", newline="") as f:
-        writer = csv.writer(f)
-        writer.writerow(["path", "pid", "camid", "role"])
-        writer.writerows([t.video_path, t.pid, t.camid, t.role] for t in plan)
+    text = io.StringIO(newline="")
+    writer = csv.writer(text)
+    writer.writerow(["path", "pid", "camid", "role"])
+    writer.writerows([t.video_path, t.pid, t.camid, t.role] for t in plan)
+    write_atomic(path, text.getvalue())
 
 
 def _write_mars_frames(mars_dir: Path, tracklet: SyntheticTracklet, frames: np.ndarray) -> None:
-    folder = mars_dir / ("bbox_train" if tracklet.role == "train" else "bbox_test") / f"{tracklet.pid:04d}"
-    folder.mkdir(parents=True, exist_ok=True)
     for i, frame in enumerate(frames):
-        Image.fromarray(frame).save(folder / tracklet.mars_image_name(i), quality=95)
+        path = mars_dir / tracklet.mars_image_path(i)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(frame).save(path, quality=95)
 
 
 def _write_mars_info(info_dir: Path, plan: list[SyntheticTracklet]) -> None:
@@ -289,7 +394,7 @@ def _write_mars_info(info_dir: Path, plan: list[SyntheticTracklet]) -> None:
     test = [t for t in plan if t.role != "train"]
     for split, tracks, key in (("train", train, "track_train_info"), ("test", test, "track_test_info")):
         names = [t.mars_image_name(i) for t in tracks for i in range(t.num_frames)]
-        (info_dir / f"{split}_name.txt").write_text("".join(name + "\n" for name in names))
+        write_atomic(info_dir / f"{split}_name.txt", "".join(name + "\n" for name in names))
         ends = np.cumsum([t.num_frames for t in tracks])
         table = np.zeros((len(tracks), 4))
         if tracks:
@@ -297,9 +402,15 @@ def _write_mars_info(info_dir: Path, plan: list[SyntheticTracklet]) -> None:
             table[:, 1] = ends
             table[:, 2] = [t.pid for t in tracks]
             table[:, 3] = [t.camid + 1 for t in tracks]
-        scipy.io.savemat(info_dir / f"tracks_{split}_info.mat", {key: table})
+        _write_mat(info_dir / f"tracks_{split}_info.mat", {key: table})
     query_idx = np.array([i + 1 for i, t in enumerate(test) if t.role == "query"], dtype=float)
-    scipy.io.savemat(info_dir / "query_IDX.mat", {"query_IDX": query_idx})
+    _write_mat(info_dir / "query_IDX.mat", {"query_IDX": query_idx})
+
+
+def _write_mat(path: Path, variables: dict[str, np.ndarray]) -> None:
+    buffer = io.BytesIO()
+    scipy.io.savemat(buffer, variables)
+    write_atomic(path, buffer.getvalue())
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -487,8 +598,40 @@ def _camera(seed: int, camid: int) -> _Camera:
     )
 
 
+@dataclass(frozen=True)
+class TrackletTruth:
+    """What is in each frame of a rendered tracklet (drsta.data.annotations describes it in full).
+
+    Attributes:
+        labels: (T, H, W) uint8, the part under each pixel of the written frame: 0 background, 1 + PARTS.index(p)
+            for part p; the figure as drawn, also where the occluder hides it or a bad frame destroys it.
+        occluder: (T, H, W) bool, the pixels of the object passing in front of the person.
+        bad: (T,) str, "none", "blur", "out_of_crop" or "garbage".
+        garbage: (T,) str, for garbage frames "blocks", "noise" or "flat"; "" for the others.
+    """
+
+    labels: np.ndarray
+    occluder: np.ndarray
+    bad: np.ndarray
+    garbage: np.ndarray
+
+
 def render_tracklet(spec: SyntheticSpec, tracklet: SyntheticTracklet) -> np.ndarray:
     """The frames of one tracklet before encoding: (T, H, W, 3) uint8, identical for the same spec and tracklet."""
+    return render_annotated(spec, tracklet)[0]
+
+
+def render_annotated(
+    spec: SyntheticSpec, tracklet: SyntheticTracklet, plain_background: np.ndarray | None = None
+) -> tuple[np.ndarray, TrackletTruth]:
+    """The frames of one tracklet before encoding, (T, H, W, 3) uint8, and what is in them.
+
+    Args:
+        spec: the set's spec.
+        tracklet: one tracklet of `plan_tracklets(spec)`.
+        plain_background: an RGB colour in [0, 1] to draw on instead of the scene (a test aid: the person stands
+            out); everything else — figure, occluder, camera, bad frames — is as in the set.
+    """
     look = _appearance(spec.seed, tracklet.pid)
     camera = _camera(spec.seed, tracklet.camid)
     seeds = np.random.SeedSequence([spec.seed, _TRACKLET, tracklet.pid, tracklet.camid, tracklet.index])
@@ -500,19 +643,32 @@ def render_tracklet(spec: SyntheticSpec, tracklet: SyntheticTracklet) -> np.ndar
     u, v, phase = _figure_coordinates(
         motion_rng, camera, look, num_frames, height, width, spec.fps, missed=bad & (bad_kind == 1)
     )
-    frames = np.repeat(_background(scene_rng, camera, height, width)[None], num_frames, axis=0)
-    _draw_figure(frames, look, u, v, phase)
+    if plain_background is None:
+        background = _background(scene_rng, camera, height, width)
+    else:
+        background = np.broadcast_to(np.asarray(plain_background, dtype=np.float32), (height, width, 3))
+    frames = np.repeat(background[None], num_frames, axis=0)
+    labels = np.zeros((num_frames, height, width), dtype=np.uint8)
+    _draw_figure(frames, labels, look, u, v, phase)
+    occluder = np.zeros((num_frames, height, width), dtype=bool)
     if occluder_rng.random() < spec.occlusion_prob:
-        _draw_occluder(frames, occluder_rng)
+        occluder = _draw_occluder(frames, occluder_rng)
     frames = _through_camera(frames, camera, sensor_rng)
     for t in np.flatnonzero(bad & (bad_kind == 0)):
         frames[t] = _blur(frames[t : t + 1], int(bad_rng.integers(4, 9)))[0]
+    garbage = np.full(num_frames, "", dtype=object)
     for t in np.flatnonzero(bad & (bad_kind == 2)):
-        frames[t] = _garbage(bad_rng, frames[t])
+        frames[t], garbage[t] = _garbage(bad_rng, frames[t])
     if camera.mirror:
-        frames = frames[:, :, ::-1]
+        frames, labels, occluder = frames[:, :, ::-1], labels[:, :, ::-1], occluder[:, :, ::-1]
     frames = np.clip(frames * 255 + 0.5, 0, 255).astype(np.uint8)
-    return stamp_frame_indices(frames) if spec.stamp_frame_index else frames
+    if spec.stamp_frame_index:
+        frames = stamp_frame_indices(frames)
+    kinds = np.where(bad, np.array(_BAD_KINDS, dtype=object)[bad_kind], "none")
+    truth = TrackletTruth(
+        np.ascontiguousarray(labels), np.ascontiguousarray(occluder), kinds.astype(str), garbage.astype(str)
+    )
+    return frames, truth
 
 
 def _figure_coordinates(
@@ -550,8 +706,10 @@ def _segment(
     return np.hypot(u - start[0] - along * du, v - start[1] - along * dv), along
 
 
-def _paint(frames: np.ndarray, mask: np.ndarray, colour: np.ndarray) -> None:
+def _paint(frames: np.ndarray, labels: np.ndarray, mask: np.ndarray, colour: np.ndarray, part: int) -> None:
+    """Paint `colour` into frames (T, H, W, 3) where `mask`, and record `part` there in labels (T, H, W)."""
     np.copyto(frames, colour, where=mask[..., None])
+    np.copyto(labels, part, where=mask)
 
 
 def _textured(
@@ -577,36 +735,45 @@ def _textured(
     return np.where(second_here[..., None], second, first)
 
 
-def _draw_figure(frames: np.ndarray, look: _Appearance, u: np.ndarray, v: np.ndarray, phase: np.ndarray) -> None:
-    """Paint the walking figure into frames (T, H, W, 3), back to front."""
+def _draw_figure(
+    frames: np.ndarray, labels: np.ndarray, look: _Appearance, u: np.ndarray, v: np.ndarray, phase: np.ndarray
+) -> None:
+    """Paint the walking figure into frames (T, H, W, 3), back to front, and its parts into labels (T, H, W)."""
     background = frames.copy()
     neck = 2 * look.head + 0.012
     if look.backpack is not None:  # behind the body: shows beside the torso
-        _paint(frames, (np.abs(u) < look.shoulder + 0.03) & (v > neck + 0.03) & (v < neck + 0.28), look.backpack)
+        backpack = (np.abs(u) < look.shoulder + 0.03) & (v > neck + 0.03) & (v < neck + 0.28)
+        _paint(frames, labels, backpack, look.backpack, _ACCESSORY)
     if look.hair_style == "long":
-        _paint(frames, (np.abs(u) < 1.05 * look.head) & (v > look.head) & (v < neck + 0.1), look.hair)
-    _draw_legs(frames, look, u, v, phase)
+        hair = (np.abs(u) < 1.05 * look.head) & (v > look.head) & (v < neck + 0.1)
+        _paint(frames, labels, hair, look.hair, _HEAD)
+    _draw_legs(frames, labels, look, u, v, phase)
     half_width = look.shoulder - (look.shoulder - look.hip) * (v - neck) / (look.waist - neck)
     torso = (v > neck) & (v < look.waist) & (np.abs(u) < half_width)
-    _paint(frames, torso, _textured(look.top_texture, look.top, look.top_second, u + look.shoulder, v - neck, look))
+    top = _textured(look.top_texture, look.top, look.top_second, u + look.shoulder, v - neck, look)
+    _paint(frames, labels, torso, top, _TORSO)
     if look.logo is not None:
-        _paint(frames, (np.abs(u - 0.03) < 0.035) & (np.abs(v - neck - 0.09) < 0.03), look.logo)
+        logo = (np.abs(u - 0.03) < 0.035) & (np.abs(v - neck - 0.09) < 0.03)
+        _paint(frames, labels, logo, look.logo, _TORSO)
     if look.backpack is not None:  # straps
-        _paint(frames, torso & (np.abs(np.abs(u) - 0.55 * look.shoulder) < 0.014) & (v < neck + 0.2), look.backpack)
-    _draw_arms(frames, look, u, v, phase, neck)
+        straps = torso & (np.abs(np.abs(u) - 0.55 * look.shoulder) < 0.014) & (v < neck + 0.2)
+        _paint(frames, labels, straps, look.backpack, _ACCESSORY)
+    _draw_arms(frames, labels, look, u, v, phase, neck)
     if look.bag is not None:  # shoulder bag at one hip, strap across the chest
         side = look.bag_side
         strap = np.abs((u * side + look.shoulder) * (look.waist - neck) - (v - neck) * 2 * look.shoulder)
-        _paint(frames, torso & (strap < 0.012 * (look.waist - neck) * 2), look.bag)
+        _paint(frames, labels, torso & (strap < 0.012 * (look.waist - neck) * 2), look.bag, _ACCESSORY)
         bag_u = u * side - look.shoulder - 0.02
-        _paint(frames, (np.abs(bag_u) < 0.055) & (np.abs(v - look.waist) < 0.065), look.bag)
-    _draw_head(frames, look, u, v)
+        _paint(frames, labels, (np.abs(bag_u) < 0.055) & (np.abs(v - look.waist) < 0.065), look.bag, _ACCESSORY)
+    _draw_head(frames, labels, look, u, v)
     shading = 1 - 0.25 * np.clip((u / (look.shoulder + 0.05)) ** 2, 0, 1)  # round bodies, lit from the front
     figure = np.any(frames != background, axis=-1)
     frames *= np.where(figure, shading, 1)[..., None]
 
 
-def _draw_legs(frames: np.ndarray, look: _Appearance, u: np.ndarray, v: np.ndarray, phase: np.ndarray) -> None:
+def _draw_legs(
+    frames: np.ndarray, labels: np.ndarray, look: _Appearance, u: np.ndarray, v: np.ndarray, phase: np.ndarray
+) -> None:
     hip_v = look.waist - 0.03
     length = 0.98 - hip_v
     for side in (-1, 1):
@@ -614,38 +781,46 @@ def _draw_legs(frames: np.ndarray, look: _Appearance, u: np.ndarray, v: np.ndarr
         leg = distance < look.limb
         cloth = _textured(look.bottom_texture, look.bottom, look.bottom_second, u + 0.2, v - hip_v, look)
         if look.lower == "trousers":
-            _paint(frames, leg, cloth)
+            _paint(frames, labels, leg, cloth, _LEGS)
         else:  # bare legs below shorts / a skirt
-            _paint(frames, leg, look.skin)
-            _paint(frames, leg & (along < 0.4), cloth)
-        _paint(frames, leg & (along > 1 - 0.07 / length), look.shoes)
+            _paint(frames, labels, leg, look.skin, _LEGS)
+            _paint(frames, labels, leg & (along < 0.4), cloth, _LEGS)
+        _paint(frames, labels, leg & (along > 1 - 0.07 / length), look.shoes, _LEGS)
     if look.lower == "skirt":
         depth = (v - hip_v) / 0.22
         skirt = (depth > 0) & (depth < 1) & (np.abs(u) < look.hip + 0.05 * depth)
-        _paint(frames, skirt, _textured(look.bottom_texture, look.bottom, look.bottom_second, u + 0.2, v, look))
+        cloth = _textured(look.bottom_texture, look.bottom, look.bottom_second, u + 0.2, v, look)
+        _paint(frames, labels, skirt, cloth, _LEGS)
 
 
 def _draw_arms(
-    frames: np.ndarray, look: _Appearance, u: np.ndarray, v: np.ndarray, phase: np.ndarray, neck: float
+    frames: np.ndarray,
+    labels: np.ndarray,
+    look: _Appearance,
+    u: np.ndarray,
+    v: np.ndarray,
+    phase: np.ndarray,
+    neck: float,
 ) -> None:
     length = 0.31
     for side in (-1, 1):
         angle = -side * look.arm_swing * np.sin(phase) + side * 0.08  # opposite to the leg, slightly outwards
         distance, along = _segment(u, v, (side * (look.shoulder - 0.012), neck + 0.025), angle, length)
         arm = distance < 0.7 * look.limb
-        _paint(frames, arm, look.skin)
-        _paint(frames, arm & (along < (0.85 if look.long_sleeves else 0.35)), look.top)
+        _paint(frames, labels, arm, look.skin, _TORSO)
+        _paint(frames, labels, arm & (along < (0.85 if look.long_sleeves else 0.35)), look.top, _TORSO)
 
 
-def _draw_head(frames: np.ndarray, look: _Appearance, u: np.ndarray, v: np.ndarray) -> None:
+def _draw_head(frames: np.ndarray, labels: np.ndarray, look: _Appearance, u: np.ndarray, v: np.ndarray) -> None:
     centre = look.head + 0.004
     head = (u / (0.82 * look.head)) ** 2 + ((v - centre) / look.head) ** 2 < 1
-    _paint(frames, head, look.skin)
+    _paint(frames, labels, head, look.skin, _HEAD)
     if look.hair_style != "none":
-        _paint(frames, head & (v < centre - 0.35 * look.head), look.hair)
+        _paint(frames, labels, head & (v < centre - 0.35 * look.head), look.hair, _HEAD)
     if look.hat is not None:
-        _paint(frames, head & (v < centre - 0.2 * look.head), look.hat)
-        _paint(frames, (np.abs(u) < 1.05 * look.head) & (np.abs(v - centre + 0.25 * look.head) < 0.01), look.hat)
+        _paint(frames, labels, head & (v < centre - 0.2 * look.head), look.hat, _HEAD)
+        brim = (np.abs(u) < 1.05 * look.head) & (np.abs(v - centre + 0.25 * look.head) < 0.01)
+        _paint(frames, labels, brim, look.hat, _HEAD)
 
 
 def _background(rng: np.random.Generator, camera: _Camera, height: int, width: int) -> np.ndarray:
@@ -672,8 +847,12 @@ def _background(rng: np.random.Generator, camera: _Camera, height: int, width: i
     return np.clip(image + blotches, 0, 1)
 
 
-def _draw_occluder(frames: np.ndarray, rng: np.random.Generator) -> None:
-    """An object passing in front of the person for part of the tracklet (a pole, a pedestrian, a cart)."""
+def _draw_occluder(frames: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """An object passing in front of the person for part of the tracklet (a pole, a pedestrian, a cart).
+
+    Returns:
+        (T, H, W) bool, the occluder's pixels: a rectangle in the frames it passes through.
+    """
     num_frames, height, width = frames.shape[:3]
     start = int(rng.integers(0, num_frames))
     stop = min(num_frames, start + max(2, int(num_frames * rng.uniform(0.25, 0.7))))
@@ -686,7 +865,10 @@ def _draw_occluder(frames: np.ndarray, rng: np.random.Generator) -> None:
     ys = np.arange(height)[None, :, None] + 0.5
     mask = (np.abs(xs - centre[:, None, None]) < half_width) & (ys > top)
     colour = rng.uniform(0.05, 0.9, 3).astype(np.float32) * (0.8 + 0.4 * ys[..., None] / height)
-    _paint(frames[start:stop], mask, colour)
+    np.copyto(frames[start:stop], colour, where=mask[..., None])
+    occluder = np.zeros(frames.shape[:3], dtype=bool)
+    occluder[start:stop] = mask
+    return occluder
 
 
 def _through_camera(frames: np.ndarray, camera: _Camera, rng: np.random.Generator) -> np.ndarray:
@@ -707,19 +889,19 @@ def _blur(frames: np.ndarray, passes: int) -> np.ndarray:
     return frames
 
 
-def _garbage(rng: np.random.Generator, frame: np.ndarray) -> np.ndarray:
-    """A corrupted frame: random 8×8 blocks over the frame, or noise, or a flat grey/green decoder frame."""
+def _garbage(rng: np.random.Generator, frame: np.ndarray) -> tuple[np.ndarray, str]:
+    """A corrupted frame, and which: random 8×8 blocks over the frame, or noise, or a flat grey/green frame."""
     height, width = frame.shape[:2]
     kind = rng.integers(0, 3)
     if kind == 0:
         blocks = rng.uniform(0, 1, (height // 8 + 1, width // 8 + 1, 3)).astype(np.float32)
         blocks = np.repeat(np.repeat(blocks, 8, axis=0), 8, axis=1)[:height, :width]
         hit = np.repeat(np.repeat(rng.random((height // 8 + 1, width // 8 + 1)) < 0.6, 8, 0), 8, 1)
-        return np.where(hit[:height, :width, None], blocks, frame)
+        return np.where(hit[:height, :width, None], blocks, frame), _GARBAGE_KINDS[kind]
     if kind == 1:
-        return rng.uniform(0, 1, frame.shape).astype(np.float32)
+        return rng.uniform(0, 1, frame.shape).astype(np.float32), _GARBAGE_KINDS[kind]
     flat = np.array([0.5, 0.5, 0.5] if rng.random() < 0.5 else [0.0, 0.53, 0.0], dtype=np.float32)
-    return np.broadcast_to(flat, frame.shape).copy()
+    return np.broadcast_to(flat, frame.shape).copy(), _GARBAGE_KINDS[kind]
 
 
 def _dull(rng: np.random.Generator, low: float, high: float) -> np.ndarray:
@@ -747,4 +929,4 @@ def _bilinear(grid: np.ndarray, height: int, width: int) -> np.ndarray:
 
 def _require(ok: bool, name: str, expected: str, value: object) -> None:
     if not ok:
-        raise ValueError(f"SyntheticSpec.{name} must be {expected}, got {value!r}")
+        raise SpecError(name, expected, value)

@@ -6,7 +6,16 @@ from drsta.config import ModelConfig
 from drsta.model.backbone import build_trunk
 from drsta.model.drsta import DRSTA, DRSTAOutput
 
-__all__ = ["DRSTA", "VARIANTS", "DRSTAOutput", "build_model", "drsta_resnet50", "drsta_small", "drsta_tiny"]
+__all__ = [
+    "DRSTA",
+    "VARIANTS",
+    "DRSTAOutput",
+    "build_model",
+    "drsta_authors",
+    "drsta_resnet50",
+    "drsta_small",
+    "drsta_tiny",
+]
 
 
 def build_model(cfg: ModelConfig, num_classes: int | None = None) -> DRSTA:
@@ -22,12 +31,31 @@ def build_model(cfg: ModelConfig, num_classes: int | None = None) -> DRSTA:
         feature_enhancement=cfg.feature_enhancement,
         embedding_dim=cfg.embedding_dim,
         num_classes=num_classes,
+        spatial_pooling=cfg.spatial_pooling,
+        attention_head=cfg.attention_head,
+        temporal_pooling=cfg.temporal_pooling,
+        component_dim=cfg.component_dim,
+        learn_temporal_weights=cfg.learn_temporal_weights,
     )
 
 
 def drsta_resnet50(num_classes: int | None = None, **overrides: object) -> DRSTA:
     """The paper's model: ResNet-50 trunk (D = 2048), K = 6, N = 6, the K·D descriptor."""
     return build_model(ModelConfig(backbone="resnet50", **overrides), num_classes)
+
+
+def drsta_authors(num_classes: int | None = None, **overrides: object) -> DRSTA:
+    """The authors' public code: ResNet-50, K = 3 models sharing a 64-unit hidden layer, N = 6, and a 128-d
+    L2-normalised feature per component (the K × 128 descriptor)."""
+    defaults = {
+        "backbone": "resnet50",
+        "num_frames": 6,
+        "num_attention_models": 3,
+        "attention_head": "shared",
+        "attention_hidden_dim": 64,
+        "component_dim": 128,
+    }
+    return build_model(ModelConfig(**(defaults | overrides)), num_classes)
 
 
 def drsta_small(num_classes: int | None = None, **overrides: object) -> DRSTA:
@@ -42,4 +70,4 @@ def drsta_tiny(num_classes: int | None = None, **overrides: object) -> DRSTA:
     return build_model(ModelConfig(**(defaults | overrides)), num_classes)
 
 
-VARIANTS = {"resnet50": drsta_resnet50, "small": drsta_small, "tiny": drsta_tiny}
+VARIANTS = {"resnet50": drsta_resnet50, "authors": drsta_authors, "small": drsta_small, "tiny": drsta_tiny}

@@ -57,7 +57,7 @@ def temporal_similarity(w: torch.Tensor, b: torch.Tensor, sigma: float) -> torch
     """Supplementary Eq. 2: Ψ = W ⊙ exp(−|i − j| / σ) + b, with b[j] added to column j.
 
     Args:
-        w: (N, N) learned weights W.
+        w: (N, N) weights W (learned, or fixed at ones: see `FeatureEnhancement`).
         b: (N,) learned per-frame offsets b.
         sigma: temporal scale σ > 0, in frames.
 

@@ -15,12 +15,16 @@ import pytest
 import scipy.io
 from PIL import Image
 
+from drsta.data import synthetic
 from drsta.data.encode import write_video
 from drsta.data.synthetic import (
+    SpecError,
     SyntheticSpec,
     generate,
     plan_tracklets,
     read_frame_index,
+    read_spec,
+    render_annotated,
     render_tracklet,
     stamp_frame_indices,
 )
@@ -78,6 +82,7 @@ def test_same_seed_same_videos_other_seed_other_frames(dataset, tmp_path):
         np.testing.assert_array_equal(
             decode_all(again / tracklet.video_path), decode_all(dataset / tracklet.video_path)
         )
+    assert (again / "annotations.parquet").read_bytes() == (dataset / "annotations.parquet").read_bytes()
     first = plan_tracklets(SPEC)[0]
     other_seed = dataclasses.replace(SPEC, seed=4)
     assert not np.array_equal(render_tracklet(SPEC, first)[:8], render_tracklet(other_seed, first)[:8])
@@ -90,6 +95,17 @@ def test_occlusions_and_bad_frames_change_only_the_frames_they_hit():
     for spec in (dataclasses.replace(clean, occlusion_prob=1.0), dataclasses.replace(clean, bad_frame_prob=0.3)):
         changed = np.any(render_tracklet(spec, tracklet) != reference, axis=(1, 2, 3))
         assert 0 < changed.sum() < len(changed)
+
+
+def test_annotations_sit_beside_each_layout_and_do_not_depend_on_the_background(dataset):
+    assert (dataset / "annotations.parquet").is_file() and (dataset / "mars" / "annotations.parquet").is_file()
+    tracklet = plan_tracklets(SPEC)[1]
+    frames, truth = render_annotated(SPEC, tracklet)
+    np.testing.assert_array_equal(frames, render_tracklet(SPEC, tracklet))
+    _, plain = render_annotated(SPEC, tracklet, plain_background=np.array([0.9, 0.1, 0.9]))
+    for name in ("labels", "occluder", "bad", "garbage"):
+        np.testing.assert_array_equal(getattr(plain, name), getattr(truth, name))
+    assert truth.labels.shape == frames.shape[:3] and set(np.unique(truth.labels)) <= {0, 1, 2, 3, 4}
 
 
 def test_train_and_test_identities_are_disjoint():
@@ -214,3 +230,62 @@ def test_bad_spec_is_refused_naming_the_field(overrides, field):
 def test_unknown_spec_key_is_refused():
     with pytest.raises(ValueError, match=r"no field.*'cameras'"):
         SyntheticSpec.from_dict({"cameras": 3})
+
+
+def test_spec_error_carries_the_field_for_a_cli_to_name_its_flag():
+    with pytest.raises(SpecError) as err:
+        SyntheticSpec(num_cameras=12)
+    assert (err.value.field, err.value.value) == ("num_cameras", 12) and err.value.expected.startswith("in 2..9")
+
+
+def test_spec_of_the_wrong_type_is_refused_naming_the_field():
+    with pytest.raises(ValueError, match=r"SyntheticSpec\.seed must be of type int, got '3'"):
+        SyntheticSpec.from_dict({"seed": "3"})
+    with pytest.raises(ValueError, match=r"SyntheticSpec\.stamp_frame_index must be of type bool, got 1"):
+        SyntheticSpec.from_dict({"stamp_frame_index": 1})
+    assert SyntheticSpec.from_dict({"occlusion_prob": 1}).occlusion_prob == 1  # an int is a fine float
+
+
+TINY = SyntheticSpec(num_train_ids=1, num_test_ids=1, num_cameras=2, min_frames=2, max_frames=3, height=32, width=20)
+
+
+def test_read_spec_round_trips_and_a_damaged_spec_is_named(tmp_path):
+    out = generate(TINY, tmp_path / "set")
+    assert read_spec(out) == TINY
+    whole = (out / "spec.json").read_text()
+    for damaged in (whole[: len(whole) // 2], "[1, 2]", '{"seed": -1}'):
+        (out / "spec.json").write_text(damaged)
+        with pytest.raises(ValueError, match=r"spec\.json is damaged .*delete .*set and generate the set again"):
+            read_spec(out)
+    with pytest.raises(FileNotFoundError, match=r"not a set written by drsta synth"):
+        read_spec(tmp_path)
+
+
+def test_generate_never_writes_into_a_file_or_over_a_set(tmp_path):
+    (tmp_path / "file").write_text("mine")
+    with pytest.raises(FileExistsError, match=r"file is a file, not a directory"):
+        generate(TINY, tmp_path / "file")
+    assert (tmp_path / "file").read_text() == "mine"
+    out = generate(TINY, tmp_path / "set")
+    with pytest.raises(FileExistsError, match=r"not empty: it holds a finished synthetic set \(the same spec\)"):
+        generate(TINY, out)
+    with pytest.raises(FileExistsError, match=r"finished synthetic set \(another spec\)"):
+        generate(dataclasses.replace(TINY, seed=1), out)
+    (out / "spec.json").write_text('{"seed": ')  # cut short
+    with pytest.raises(ValueError, match=r"spec\.json is damaged"):
+        generate(TINY, out)
+
+
+def test_an_interrupted_generation_leaves_no_tracklets_csv_and_no_temporary_files(tmp_path, monkeypatch):
+    def broken(*args, **kwargs):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(synthetic, "_write_mars_info", broken)
+    with pytest.raises(OSError, match="disk full"):
+        generate(TINY, tmp_path / "set", mars_layout=True)
+    assert not (tmp_path / "set" / "tracklets.csv").exists()  # so no reader takes it for a finished set
+    with pytest.raises(FileExistsError, match=r"not empty: .*interrupted, delete it and run again"):
+        generate(TINY, tmp_path / "set")
+    monkeypatch.undo()
+    out = generate(TINY, tmp_path / "again", mars_layout=True)
+    assert not [p for p in out.rglob("*") if p.name.startswith(".")]
