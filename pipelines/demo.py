@@ -29,6 +29,7 @@ from pipelines.evaluate import evaluate_program
 from pipelines.ingest import ingest
 from pipelines.model_files import read_model_dir
 from pipelines.models import pull
+from pipelines.ray_runtime import disconnect
 from pipelines.train import init_ray
 from pipelines.tune import load_space, sweep
 
@@ -73,7 +74,7 @@ def run_demo(out: Path, space: Path = SPACE, train_ids: int = 16, test_ids: int 
         cfg = ExperimentConfig.from_dict(pulled["config"], source=str(champion_dir))
         result = evaluate_program(program, cfg, out / "ingest")
     finally:
-        ray.shutdown()
+        disconnect()
     report(summary, pulled, result, out, uri, time.perf_counter() - start)
     return {"sweep": summary, "champion": pulled["model_uri"], "mAP": result.mAP, "rank1": float(result.cmc[0])}
 

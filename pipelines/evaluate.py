@@ -17,7 +17,6 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-import ray
 import torch
 
 from drsta.config import ExperimentConfig
@@ -29,7 +28,7 @@ from drsta.model.export import export_model
 from drsta.ray.embed import embed_dataset
 from drsta.ray.stream import evaluation_stream
 from pipelines.model_files import read_model_dir
-from pipelines.ray_runtime import ADDRESS_HELP, connect
+from pipelines.ray_runtime import ADDRESS_HELP, connect, disconnect
 from pipelines.tracking import download_registered, existing_tracking_uri
 
 
@@ -90,7 +89,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     try:
         result = evaluate_program(program, cfg, args.manifest, args.actors, args.use_gpu)
     finally:
-        ray.shutdown()
+        disconnect()
     cmc = result.cmc
     print(f"evaluate: {result.num_valid_queries} queries ({result.num_skipped_queries} without a match, skipped)")
     print(f"  mAP {result.mAP:.1%}  rank-1 {cmc[0]:.1%}  rank-5 {cmc[4]:.1%}  rank-10 {cmc[9]:.1%}  "

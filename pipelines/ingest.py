@@ -32,7 +32,7 @@ from drsta.data.manifest import MANIFEST_DIR, fingerprint, read_manifest, read_p
 from drsta.data.tracklet import Tracklet, to_table
 from drsta.data.validate import transcode, validate
 from drsta.io import read_json, write_atomic
-from pipelines.ray_runtime import ADDRESS_HELP, connect
+from pipelines.ray_runtime import ADDRESS_HELP, connect, disconnect
 
 log = logging.getLogger(__name__)
 
@@ -325,7 +325,7 @@ def run(args: argparse.Namespace) -> None:
                          args.min_frames)  # fmt: skip
         print_report(report)
     finally:
-        ray.shutdown()
+        disconnect()
 
 
 if __name__ == "__main__":

@@ -30,7 +30,6 @@ from pathlib import Path
 from typing import Any
 
 import mlflow
-import ray
 from mlflow.exceptions import MlflowException
 from mlflow.protos.databricks_pb2 import RESOURCE_ALREADY_EXISTS, RESOURCE_DOES_NOT_EXIST, ErrorCode
 
@@ -38,7 +37,7 @@ from drsta.data.manifest import fingerprint, read_manifest
 from drsta.io import write_atomic
 from pipelines.evaluate import evaluate_program, registered_program
 from pipelines.model_files import load_model_dir
-from pipelines.ray_runtime import ADDRESS_HELP, connect
+from pipelines.ray_runtime import ADDRESS_HELP, connect, disconnect
 from pipelines.tracking import (
     download_registered,
     existing_tracking_uri,
@@ -251,7 +250,7 @@ def run(args: argparse.Namespace) -> None:
     try:
         outcome = promote(args.name, args.version, args.manifest, tracking_uri)
     finally:
-        ray.shutdown()
+        disconnect()
     verdict = "promoted to champion" if outcome["promoted"] else "not promoted"
     print(f"models: v{args.version} mAP {outcome['mAP']:.3f} vs champion {outcome['champion']} "
           f"({outcome['champion_mAP']}): {verdict}")  # fmt: skip

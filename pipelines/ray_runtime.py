@@ -41,6 +41,7 @@ API_SERVER_VARIABLE = "RAY_API_SERVER_ADDRESS"
 SETTLE_TIMEOUT_S = 600  # unpacking a working_dir on a busy node; Ray's own runtime-env setup timeout is 600 s too
 
 _pinned_api_server: str | None = None  # the RAY_API_SERVER_ADDRESS this process set for its private Ray
+_connected_here = False  # whether the current Ray connection was made by `connect` (and so is `disconnect`'s)
 
 
 def connect(
@@ -52,7 +53,9 @@ def connect(
 ) -> None:
     """Connect this command's driver to Ray: `address`, else RAY_ADDRESS, else a private local Ray.
 
-    A process already connected keeps its connection (the commands' former `ignore_reinit_error=True`).
+    A process already connected keeps its connection (the commands' former `ignore_reinit_error=True`), and
+    `disconnect` leaves it alone: a command run inside a program that has its own Ray connection (a test, a
+    notebook, `drsta demo`) never shuts that connection down.
 
     Args:
         address: the --address flag (None when not given).
@@ -61,7 +64,7 @@ def connect(
         log_to_driver: print the workers' output here.
         local_env: defaults for environment variables of a private Ray's processes (set before it starts).
     """
-    global _pinned_api_server
+    global _pinned_api_server, _connected_here
     if ray.is_initialized():
         return
     job_config = JobConfig(metadata={DRSTA_JOB: command})
@@ -71,6 +74,7 @@ def connect(
     if address or os.environ.get("RAY_ADDRESS"):
         working_dir = _working_directory()
         ray.init(address=address, job_config=job_config, log_to_driver=log_to_driver)
+        _connected_here = True
         settle_working_dir(working_dir)
         return
     for key, value in (local_env or {}).items():
@@ -89,6 +93,15 @@ def connect(
             os.environ[API_SERVER_VARIABLE] = previous
         raise
     _pinned_api_server = api_server
+    _connected_here = True
+
+
+def disconnect() -> None:
+    """End the Ray connection `connect` made (stopping a private Ray); a connection made elsewhere stays."""
+    global _connected_here
+    if _connected_here:
+        ray.shutdown()
+        _connected_here = False
 
 
 def settle_working_dir(working_dir: Path | None) -> None:

@@ -53,7 +53,7 @@ from drsta.model import build_model
 from drsta.model.drsta import DRSTA
 from drsta.ray.stream import ValidBatches, evaluation_stream, train_stream
 from pipelines.cluster import release_leaked_placement_groups
-from pipelines.ray_runtime import ADDRESS_HELP, connect
+from pipelines.ray_runtime import ADDRESS_HELP, connect, disconnect
 from pipelines.tracking import RunTracker, default_tracking_uri, log_model
 
 SCORE = "val/mAP"
@@ -465,7 +465,7 @@ def run(args: argparse.Namespace) -> None:
     try:
         outcome = train(cfg, resume=args.resume)
     finally:
-        ray.shutdown()
+        disconnect()
     metrics = outcome["metrics"]
     print(f"train: finished {cfg.train.name}: mAP {metrics.get(SCORE, float('nan')):.3f}, "
           f"rank-1 {metrics.get('val/rank1', float('nan')):.3f}; checkpoints in {outcome['path']}")  # fmt: skip

@@ -32,7 +32,7 @@ from drsta.data.manifest import fingerprint, read_manifest
 from drsta.search_space import Distribution, SearchSpace
 from pipelines.cluster import ReleaseLeakedPlacementGroups, release_leaked_placement_groups
 from pipelines.models import promote
-from pipelines.ray_runtime import ADDRESS_HELP
+from pipelines.ray_runtime import ADDRESS_HELP, disconnect
 from pipelines.tracking import RunTracker, default_tracking_uri, get_or_create_experiment, log_model
 from pipelines.train import (
     EPOCHS_DONE,
@@ -277,7 +277,7 @@ def run(args: argparse.Namespace) -> None:
     try:
         summary = sweep(args.space, args.manifest, args.name, args.resume, overrides, settings)
     finally:
-        ray.shutdown()
+        disconnect()
     print(f"tune: best trial {summary['best_trial']}: mAP {summary['best_metrics'].get(SCORE, float('nan')):.3f}")
 
 

@@ -24,6 +24,8 @@ def no_ray(monkeypatch):
         raise RayStarted
 
     monkeypatch.setattr(ray, "init", init)
+    # As in a fresh process: a Ray connection of the test session must not let a command skip ray.init.
+    monkeypatch.setattr(ray, "is_initialized", lambda: False)
 
 
 def fail(argv: list[str], capsys) -> tuple[int, str]:
