@@ -41,6 +41,7 @@ API_SERVER_VARIABLE = "RAY_API_SERVER_ADDRESS"
 SETTLE_TIMEOUT_S = 600  # unpacking a working_dir on a busy node; Ray's own runtime-env setup timeout is 600 s too
 
 _pinned_api_server: str | None = None  # the RAY_API_SERVER_ADDRESS this process set for its private Ray
+_unpinned_api_server: str | None = None  # what RAY_API_SERVER_ADDRESS was before that
 _connected_here = False  # whether the current Ray connection was made by `connect` (and so is `disconnect`'s)
 
 
@@ -64,13 +65,11 @@ def connect(
         log_to_driver: print the workers' output here.
         local_env: defaults for environment variables of a private Ray's processes (set before it starts).
     """
-    global _pinned_api_server, _connected_here
+    global _pinned_api_server, _unpinned_api_server, _connected_here
     if ray.is_initialized():
         return
     job_config = JobConfig(metadata={DRSTA_JOB: command})
-    if _pinned_api_server is not None and os.environ.get(API_SERVER_VARIABLE) == _pinned_api_server:
-        del os.environ[API_SERVER_VARIABLE]  # the private Ray of an earlier command in this process is gone
-    _pinned_api_server = None
+    _unpin_api_server()  # the private Ray of an earlier command in this process is gone
     if address or os.environ.get("RAY_ADDRESS"):
         working_dir = _working_directory()
         ray.init(address=address, job_config=job_config, log_to_driver=log_to_driver)
@@ -80,28 +79,40 @@ def connect(
     for key, value in (local_env or {}).items():
         os.environ.setdefault(key, value)
     port = _free_port()
-    api_server = f"http://127.0.0.1:{port}"
-    previous = os.environ.get(API_SERVER_VARIABLE)
-    os.environ[API_SERVER_VARIABLE] = api_server  # inherited by the private Ray's raylet and so its workers
+    _pinned_api_server = f"http://127.0.0.1:{port}"
+    _unpinned_api_server = os.environ.get(API_SERVER_VARIABLE)
+    os.environ[API_SERVER_VARIABLE] = _pinned_api_server  # inherited by the private Ray's raylet and its workers
     try:
         ray.init(address="local", num_cpus=max(os.cpu_count() or 1, num_cpus), dashboard_host="127.0.0.1",
                  dashboard_port=port, job_config=job_config, log_to_driver=log_to_driver)  # fmt: skip
     except BaseException:
-        if previous is None:
-            del os.environ[API_SERVER_VARIABLE]
-        else:
-            os.environ[API_SERVER_VARIABLE] = previous
+        _unpin_api_server()
         raise
-    _pinned_api_server = api_server
     _connected_here = True
 
 
 def disconnect() -> None:
-    """End the Ray connection `connect` made (stopping a private Ray); a connection made elsewhere stays."""
+    """End the Ray connection `connect` made (stopping a private Ray); a connection made elsewhere stays.
+
+    RAY_API_SERVER_ADDRESS gets back its value from before the private Ray: left pointing at the stopped
+    dashboard, it would override the address of every later Jobs API client in this process (Ray's
+    `get_address_for_submission_client` prefers it to an explicit address).
+    """
     global _connected_here
     if _connected_here:
         ray.shutdown()
         _connected_here = False
+    _unpin_api_server()
+
+
+def _unpin_api_server() -> None:
+    global _pinned_api_server
+    if _pinned_api_server is not None and os.environ.get(API_SERVER_VARIABLE) == _pinned_api_server:
+        if _unpinned_api_server is None:
+            del os.environ[API_SERVER_VARIABLE]
+        else:
+            os.environ[API_SERVER_VARIABLE] = _unpinned_api_server
+    _pinned_api_server = None
 
 
 def settle_working_dir(working_dir: Path | None) -> None:

@@ -110,9 +110,9 @@ def test_a_command_without_an_address_starts_a_private_ray_beside_a_running_one(
     """With a cluster running on this host (the `ray start`-style test cluster), a command still gets a Ray of its
     own; its workers' State API (which Ray Train's placement-group cleaner uses) reaches that Ray's dashboard."""
     probe = """
-import json, ray
+import json, os, ray
 from ray.dashboard.utils import get_address_for_submission_client
-from pipelines.ray_runtime import connect
+from pipelines.ray_runtime import connect, disconnect
 
 connect(None, "ingest", num_cpus=3)
 
@@ -121,14 +121,19 @@ def api_server():
     return get_address_for_submission_client(None)
 
 context = ray.get_runtime_context()
-print(json.dumps({"gcs": context.gcs_address, "nodes": len(ray.nodes()), "cpus": ray.cluster_resources()["CPU"],
-                  "workers_api_server": ray.get(api_server.remote()),
-                  "dashboard": ray._private.worker.get_dashboard_url()}))
+seen = {"gcs": context.gcs_address, "nodes": len(ray.nodes()), "cpus": ray.cluster_resources()["CPU"],
+        "workers_api_server": ray.get(api_server.remote()), "dashboard": ray._private.worker.get_dashboard_url()}
+disconnect()
+seen["api_server_after"] = os.environ.get("RAY_API_SERVER_ADDRESS")
+print(json.dumps(seen))
 """
     env = {key: value for key, value in os.environ.items() if key not in ("RAY_ADDRESS", "RAY_API_SERVER_ADDRESS")}
+    env["RAY_API_SERVER_ADDRESS"] = "http://127.0.0.1:1"  # the user's own setting: pinned while the private Ray runs
     done = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, env=env, capture_output=True, text=True,
                           timeout=300)  # fmt: skip
     assert done.returncode == 0, done.stderr[-3000:]
     seen = json.loads(done.stdout.strip().splitlines()[-1])
     assert seen["gcs"] != ray_cluster.address and seen["nodes"] == 1 and seen["cpus"] >= 3
     assert seen["workers_api_server"] == f"http://{seen['dashboard']}"
+    # Stopped, the private Ray gives RAY_API_SERVER_ADDRESS back: Ray's Jobs API clients prefer it to any address.
+    assert seen["api_server_after"] == "http://127.0.0.1:1"
