@@ -1,4 +1,5 @@
-"""The pieces of a training run that are plain PyTorch: optimiser, schedule, one step, and embedding clips.
+"""The pieces of a training run that are plain PyTorch: optimiser, schedule, one step, embedding clips, and
+measuring the paper's claims (drsta.claims) on the evaluated clips.
 
 Ray wiring (workers, streams, checkpoints, reports) lives in `pipelines/train.py`; this module knows nothing
 of Ray or MLflow.
@@ -9,8 +10,9 @@ from __future__ import annotations
 import contextlib
 import pickle
 import random
+import zlib
 from collections import defaultdict
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +21,23 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
+from drsta.claims import (
+    PROBE_KINDS,
+    ArrayLike,
+    ProbeClaims,
+    SpatialStats,
+    TemporalStats,
+    degraded_frames,
+    mask_coverage,
+    probe_clips,
+    probe_ratio,
+    spatial_stats,
+    temporal_stats,
+)
 from drsta.config import OptimConfig
+from drsta.data.annotations import Annotations, FrameAnnotations
+from drsta.data.sampling import evaluation_indices
+from drsta.data.tracklet import Tracklet
 from drsta.losses import IGNORED, ReIDObjective
 from drsta.metrics import RetrievalResult, evaluate_detailed
 from drsta.model.drsta import DRSTA
@@ -176,12 +194,13 @@ def _any_rank(flag: bool, device: torch.device) -> bool:
 
 
 @torch.no_grad()
-def embed(model: DRSTA, clips: torch.Tensor, amp: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
-    """Eval-mode embeddings (B, E) and spatial maps (B, N, K, h, w) of float clips (B, N, 3, H, W)."""
+def embed(model: DRSTA, clips: torch.Tensor, amp: bool = False) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Eval-mode embeddings (B, E), spatial maps (B, N, K, h, w) and temporal weights (B, N, K), all float32, of
+    float clips (B, N, 3, H, W)."""
     model.eval()
     with autocast(clips.device, amp):
         out = model(clips)
-    return out.embedding.float(), out.spatial_maps.float()
+    return out.embedding.float(), out.spatial_maps.float(), out.temporal_weights.float()
 
 
 def retrieval_metrics(
@@ -220,3 +239,171 @@ class TrackletEmbeddings:
         pids = np.array([self._labels[i][0] for i in ids])
         camids = np.array([self._labels[i][1] for i in ids])
         return retrieval_metrics(features, pids, camids, [roles[i] for i in ids])
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The paper's claims measured in an evaluation (drsta.claims)
+
+MAX_PROBE_CLIPS = 32  # query clips the corruption probe runs on: 3 extra forwards each, so evaluation stays cheap
+PROBE_SEED = 0  # fixed: every model evaluated on a manifest is probed on the same clips with the same corruptions
+
+
+def probe_tracklets(
+    tracklets: Iterable[Tracklet], max_clips: int = MAX_PROBE_CLIPS, seed: int = PROBE_SEED
+) -> frozenset[str]:
+    """The query tracklets whose first evaluation clip the corruption probe runs on: a seeded sample of up to
+    `max_clips`, a function of the manifest's query ids only."""
+    queries = sorted(t.id for t in tracklets if t.role == "query")
+    chosen = np.random.default_rng(seed).choice(len(queries), size=min(max_clips, len(queries)), replace=False)
+    return frozenset(queries[i] for i in chosen)
+
+
+def probe_rows(batch: Mapping[str, np.ndarray], probed: frozenset[str]) -> np.ndarray:
+    """Indices of the rows of an evaluation batch (columns id, valid, clip (B, N, H, W, 3), clip_index) to probe:
+    the decoded first clips of `probed` tracklets; none for clips of one frame (nothing to compare it with)."""
+    if not probed or batch["clip"].shape[1] < 2:
+        return np.zeros(0, dtype=np.int64)
+    ids = batch["id"]
+    first = batch["clip_index"] == 0 if "clip_index" in batch else np.ones(len(ids), dtype=bool)
+    chosen = np.array([str(i) in probed for i in ids], dtype=bool) & first & batch["valid"].astype(bool)
+    return np.flatnonzero(chosen)
+
+
+def probe(
+    temporal_weights_of: Callable[[torch.Tensor], torch.Tensor],
+    clips: np.ndarray,
+    ids: Sequence[str],
+    device: torch.device | str,
+    seed: int = PROBE_SEED,
+) -> np.ndarray:
+    """The corruption probe (`drsta.claims.probe_clips`) of P clips, each corrupted in every way of PROBE_KINDS.
+
+    Each clip's corrupted frame and noise are drawn from its tracklet id and `seed`, so a clip is probed the same
+    way whatever batch it comes in.
+
+    Args:
+        temporal_weights_of: the model in eval mode: float clips (B, N, 3, H, W) -> temporal weights (B, N, K).
+        clips: (P, N, H, W, 3) uint8 clips, as decoded; N >= 2.
+        ids: the P clips' tracklet ids.
+        device: where the model runs.
+
+    Returns:
+        (P, len(PROBE_KINDS)) float64 `probe_ratio` of each clip and kind (< 1: the corrupted frame down-weighted).
+    """
+    corrupted, corrupted_frame = [], []
+    for clip, tracklet_id in zip(clips, ids, strict=True):
+        rng = np.random.default_rng([seed, zlib.crc32(str(tracklet_id).encode())])
+        copies = probe_clips(clip, rng)
+        for kind in PROBE_KINDS:
+            corrupted.append(copies[kind][0])
+            corrupted_frame.append(copies[kind][1])
+    if not corrupted:
+        return np.zeros((0, len(PROBE_KINDS)))
+    with torch.no_grad():
+        weights_BNK = temporal_weights_of(clips_to_input(np.stack(corrupted), torch.device(device)))
+    ratios = [probe_ratio(w, n) for w, n in zip(weights_BNK.float().cpu(), corrupted_frame, strict=True)]
+    return np.asarray(ratios, dtype=np.float64).reshape(len(clips), len(PROBE_KINDS))
+
+
+class EvaluationClaims:
+    """Collects the paper's claims (drsta.claims) over the clips of an evaluation.
+
+    Spatial (Fig. 1, on each clip's clean frames) and temporal (Fig. 2) claims come from every clip whose tracklet
+    has ground truth with as many frames as the manifest says; the corruption probe from the probed clips
+    (`probe`). `metrics()` gives the `val/*` keys of what could be measured: without annotations, only the probe's.
+    """
+
+    def __init__(
+        self,
+        tracklets: Iterable[Tracklet],
+        annotations: Annotations | None,
+        num_frames: int,
+        clips_per_tracklet: int = 1,
+    ) -> None:
+        """
+        Args:
+            tracklets: the manifest's tracklets (the evaluated clips' ids are looked up here).
+            annotations: the manifest's ground truth (`drsta.data.manifest.read_manifest_annotations`), or None.
+            num_frames: N, frames per clip.
+            clips_per_tracklet: evaluation clips per tracklet (`DataConfig.eval_clips_per_tracklet`): with
+                the clip's index, fixes its frames (`drsta.data.sampling.evaluation_indices`).
+        """
+        self.annotations = annotations
+        self.num_frames = num_frames
+        self.clips_per_tracklet = clips_per_tracklet
+        self._tracklets = {t.id: t for t in tracklets}
+        self._spatial: SpatialStats | None = None
+        self._temporal = TemporalStats()
+        self._probe_ratios: list[np.ndarray] = []
+
+    def add_attention(
+        self, ids: Sequence, clip_index: Sequence, spatial_maps: ArrayLike, temporal_weights: ArrayLike
+    ) -> None:
+        """Add evaluated clips (valid ones only): ids (B,), clip_index (B,), spatial maps (B, N, K, h, w),
+        temporal weights (B, N, K). Clips without ground truth are passed over."""
+        if self.annotations is None:
+            return
+        maps_BNKhw, weights_BNK = _numpy(spatial_maps), _numpy(temporal_weights)
+        assert maps_BNKhw.shape[1] == self.num_frames, (maps_BNKhw.shape, self.num_frames)
+        grid = maps_BNKhw.shape[-2:]
+        rows, person, parts, degraded = [], [], [], []
+        for row, (tracklet_id, clip) in enumerate(zip(ids, clip_index, strict=True)):
+            truth = self._truth(str(tracklet_id), int(clip))
+            if truth is None:
+                continue
+            rows.append(row)
+            person.append(mask_coverage(truth.person_mask, grid))  # (N, h, w)
+            parts.append(mask_coverage(truth.part_masks, grid))  # (N, P, h, w)
+            degraded.append(degraded_frames(truth.occlusion, truth.bad))  # (N,)
+        if not rows:
+            return
+        degraded_BN = np.stack(degraded)
+        spatial = spatial_stats(maps_BNKhw[rows], np.stack(person), np.stack(parts), valid=~degraded_BN)
+        self._spatial = spatial if self._spatial is None else self._spatial + spatial
+        self._temporal += temporal_stats(weights_BNK[rows], degraded_BN)
+
+    def add_probes(self, ratios: ArrayLike) -> None:
+        """Add (B, len(PROBE_KINDS)) probe ratios (`probe`); rows of NaN (clips not probed) are passed over."""
+        ratios = _numpy(ratios).reshape(-1, len(PROBE_KINDS))
+        self._probe_ratios.append(ratios[np.isfinite(ratios).all(axis=1)])
+
+    def metrics(self) -> dict[str, float]:
+        """The claims' `val/*` metrics; a claim that had nothing to measure (no annotations, no degraded frame, no
+        probed clip) is left out rather than logged as NaN."""
+        metrics: dict[str, float] = {}
+        if self._spatial is not None and self._spatial.num_frames:
+            metrics |= self._spatial.result().as_metrics()
+        metrics |= self._temporal.result().as_metrics()
+        ratios = np.concatenate([np.zeros((0, len(PROBE_KINDS))), *self._probe_ratios])
+        if len(ratios):
+            metrics |= ProbeClaims.from_ratios(dict(zip(PROBE_KINDS, ratios.T, strict=True))).as_metrics()
+        return {key: float(value) for key, value in metrics.items() if np.isfinite(value)}
+
+    def _truth(self, tracklet_id: str, clip: int) -> FrameAnnotations | None:
+        tracklet = self._tracklets.get(tracklet_id)
+        if tracklet is None:
+            return None
+        indices = evaluation_indices(tracklet.num_frames, self.num_frames, self.clips_per_tracklet)[clip]
+        return clip_truth(self.annotations, tracklet, indices)
+
+
+def clip_truth(
+    annotations: Annotations | None,
+    tracklet: Tracklet,
+    indices: Sequence[int] | np.ndarray,
+    size: tuple[int, int] | None = None,
+) -> FrameAnnotations | None:
+    """The ground truth of frames `indices` of a manifest tracklet (`Annotations.lookup`), in pixels of frames
+    resized to `size` (None: as written); None where there is none to trust: no annotations, the tracklet not
+    annotated, or annotated with another frame count than the manifest's (no frame could be matched safely)."""
+    if annotations is None or tracklet not in annotations:
+        return None
+    if annotations.num_frames(tracklet) != tracklet.num_frames:
+        return None
+    return annotations.lookup(tracklet, indices, size)
+
+
+def _numpy(values: ArrayLike) -> np.ndarray:
+    if isinstance(values, torch.Tensor):
+        return values.detach().float().cpu().numpy()
+    return np.asarray(values)

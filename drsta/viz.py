@@ -4,7 +4,9 @@ Every function returns a `matplotlib.figure.Figure` drawn on its own Agg canvas:
 no backend is selected globally, so this module is safe to import and call on Ray workers, and a figure is
 freed when the last reference to it goes (no `plt.close` needed).
 
-Shape legend: N frames of one tracklet, H×W frame pixels, K attention models, h×w attention-map cells.
+Shape legend: N frames of one tracklet, H×W frame pixels, K attention models, h×w attention-map cells, P body
+parts (drsta.data.annotations.PARTS). The attention figures draw a synthetic set's ground truth in when given it
+(`truth`, a `FrameAnnotations` of the clip's frames) and are the same without.
 """
 
 from __future__ import annotations
@@ -17,6 +19,11 @@ from matplotlib import colormaps
 from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
+from matplotlib.patches import Rectangle
+
+from drsta.claims import degraded_frames
+from drsta.data.annotations import PARTS, FrameAnnotations
 
 # Width of one image panel in inches; its height follows the frame's aspect ratio (re-id crops are ~2:1).
 PANEL_WIDTH_IN = 1.3
@@ -29,15 +36,27 @@ PER_MODEL_OFFSET_PT = 20
 PER_MODEL_LINE_PT = 9
 # Ranks marked on the CMC curve (those not beyond its length).
 MARKED_RANKS = (1, 5, 10, 20)
+# Ground truth drawn in: part boxes (Fig. 1), one colour per part of PARTS, visible over the jet heat map and in
+# the legend on white; degraded frames (Fig. 2), a dashed border inside the panel and their condition above it.
+PART_COLORS = {"head": "magenta", "torso": "deepskyblue", "legs": "lime", "accessory": "gold"}
+PART_LINE_WIDTH = 1.0
+DEGRADED_COLOR = "tab:orange"
+SHOWN_OCCLUSION = 0.05  # an occluded fraction from which it is written above the frame (degraded from 0.3)
 
 
 def receptive_fields_figure(
-    frames: np.ndarray, maps: np.ndarray, titles: Sequence[str] | None = None, max_frames: int = 4
+    frames: np.ndarray,
+    maps: np.ndarray,
+    titles: Sequence[str] | None = None,
+    max_frames: int = 4,
+    truth: FrameAnnotations | None = None,
 ) -> Figure:
     """Supplementary Fig. 1: each frame next to the receptive field of each of its K spatial attention models.
 
     One row per shown frame (up to `max_frames`, evenly spaced over the clip); the first column is the frame,
     column k + 1 the frame with map k upsampled bilinearly to H×W, divided by its max and blended as a heat map.
+    With `truth`, every panel also shows the body parts' boxes (thin rectangles, PART_COLORS, with a legend on
+    top), to see which part each model attends to.
 
     Args:
         frames: (N, H, W, 3) RGB frames of one tracklet, uint8 or float in [0, 1].
@@ -45,6 +64,8 @@ def receptive_fields_figure(
             `DRSTAOutput.spatial_maps`.
         titles: K column titles (e.g. the body part each model attends to); default "model 1" … "model K".
         max_frames: the most rows to show.
+        truth: the ground truth of the same N frames, looked up at the frames' size (`Annotations.lookup(...,
+            size=(H, W))`), or None.
 
     Returns:
         A figure with rows × (K + 1) axes.
@@ -64,11 +85,14 @@ def receptive_fields_figure(
         raise ValueError(f"titles must have one entry per attention model (K={num_models}), got {len(titles)}")
     if max_frames < 1:
         raise ValueError(f"max_frames must be >= 1, got {max_frames}")
-
     height, width = images_NHW3.shape[1:3]
+    _check_truth(truth, num_frames, (height, width))
+
     num_rows = min(num_frames, max_frames)
     shown = np.linspace(0, num_frames - 1, num_rows).round().astype(int)  # distinct since num_rows <= N
-    fig, axes = _panel_grid(num_rows, num_models + 1, height / width, left_in=0.25, top_in=0.25, below_in=0.0)
+    legend_in = 0.0 if truth is None else 0.22
+    fig, axes = _panel_grid(num_rows, num_models + 1, height / width, left_in=0.25, top_in=0.25 + legend_in,
+                            below_in=0.0)  # fmt: skip
     heat_cmap = colormaps[HEATMAP_CMAP]
     for row, n in enumerate(shown):
         _show(axes[row, 0], images_NHW3[n])
@@ -78,22 +102,33 @@ def receptive_fields_figure(
             heat_HW = heat_HW / max(heat_HW.max(), np.finfo(np.float64).tiny)  # display only: peak = 1
             blended = (1 - HEATMAP_ALPHA) * images_NHW3[n] + HEATMAP_ALPHA * heat_cmap(heat_HW)[..., :3]
             _show(axes[row, k + 1], blended)
+        if truth is not None:
+            for ax in axes[row]:
+                _draw_part_boxes(ax, truth.part_boxes[n])
     axes[0, 0].set_title("frame", fontsize=9)
     for k, title in enumerate(titles):
         axes[0, k + 1].set_title(title, fontsize=9)
+    if truth is not None:
+        handles = [Line2D([], [], color=PART_COLORS[part], linewidth=2, label=part) for part in PARTS]
+        fig.legend(handles=handles, loc="upper center", ncol=len(PARTS), fontsize=7, frameon=False,
+                   bbox_to_anchor=(0.5, 1.0), handlelength=1.2, columnspacing=1.0)  # fmt: skip
     return fig
 
 
-def temporal_weights_figure(frames: np.ndarray, weights: np.ndarray) -> Figure:
+def temporal_weights_figure(frames: np.ndarray, weights: np.ndarray, truth: FrameAnnotations | None = None) -> Figure:
     """Supplementary Fig. 2: the frames of a clip in a row with their temporal attention weights underneath.
 
     Under each frame: the mean weight over the K models (large, formatted "0.00") and, small, the K per-model
-    weights (when K > 1). The frame with the highest mean weight is framed and its number drawn in red.
+    weights (when K > 1). The frame with the highest mean weight is framed and its number drawn in red. With
+    `truth`, each frame's condition is written above it ("clean", "occluded 45%", "blur", "out of crop",
+    "garbage"), and the degraded frames (`drsta.claims.degraded_frames`: those the temporal claims expect to be
+    down-weighted) get it in orange with a dashed orange border inside the panel.
 
     Args:
         frames: (N, H, W, 3) RGB frames of one tracklet, uint8 or float in [0, 1].
         weights: (N, K) temporal attention weights of the same clip, e.g. one clip of
             `DRSTAOutput.temporal_weights` (each column sums to 1 over the N frames).
+        truth: the ground truth of the same N frames (`Annotations.lookup`), or None.
 
     Returns:
         A figure with N axes.
@@ -111,13 +146,16 @@ def temporal_weights_figure(frames: np.ndarray, weights: np.ndarray) -> Figure:
 
     num_frames, num_models = weights.shape
     height, width = images_NHW3.shape[1:3]
+    _check_truth(truth, num_frames, None)
     mean_N = weights.mean(axis=1)
     best = int(mean_N.argmax())
     # The per-model weights go three to a line so that K = 6 still fits under a panel; with K = 1 they would
     # only repeat the mean.
     per_model_lines = (num_models + 2) // 3 if num_models > 1 else 0
     below_pt = PER_MODEL_OFFSET_PT + PER_MODEL_LINE_PT * per_model_lines + 4
-    fig, axes = _panel_grid(1, num_frames, height / width, left_in=0.0, top_in=0.0, below_in=below_pt / 72)
+    top_in = 0.0 if truth is None else 0.2
+    fig, axes = _panel_grid(1, num_frames, height / width, left_in=0.0, top_in=top_in, below_in=below_pt / 72)
+    degraded_N = None if truth is None else degraded_frames(truth.occlusion, truth.bad)  # (N,)
     for n, ax in enumerate(axes[0]):
         _show(ax, images_NHW3[n])
         is_best = n == best
@@ -125,6 +163,13 @@ def temporal_weights_figure(frames: np.ndarray, weights: np.ndarray) -> Figure:
             spine.set_visible(is_best)
             spine.set_color(HIGHLIGHT_COLOR)
             spine.set_linewidth(3)
+        if truth is not None:
+            color = DEGRADED_COLOR if degraded_N[n] else "dimgray"
+            ax.set_title(frame_condition(float(truth.occlusion[n]), str(truth.bad[n])), fontsize=7, color=color,
+                         fontweight="bold" if degraded_N[n] else "normal", pad=2)  # fmt: skip
+            if degraded_N[n]:  # inside the panel, so that it shows beside the heaviest frame's red spines
+                ax.add_patch(Rectangle((0.03, 0.015), 0.94, 0.97, transform=ax.transAxes, fill=False,
+                                       edgecolor=DEGRADED_COLOR, linewidth=2, linestyle="--"))  # fmt: skip
         ax.annotate(
             f"{mean_N[n]:.2f}",
             xy=(0.5, 0),
@@ -153,6 +198,15 @@ def temporal_weights_figure(frames: np.ndarray, weights: np.ndarray) -> Figure:
             color="dimgray",
         )
     return fig
+
+
+def frame_condition(occlusion: float, bad: str) -> str:
+    """A frame's condition in words: its bad-frame kind and/or its occluded fraction (from SHOWN_OCCLUSION), or
+    "clean", e.g. "blur · occluded 45%"."""
+    words = [] if bad == "none" else [bad.replace("_", " ")]
+    if occlusion >= SHOWN_OCCLUSION:
+        words.append(f"occluded {occlusion:.0%}")
+    return " · ".join(words) or "clean"
 
 
 def cmc_figure(cmc: np.ndarray, label: str = "", mAP: float | None = None) -> Figure:
@@ -239,6 +293,29 @@ def _panel_grid(
             )
             axes[row, col] = fig.add_axes(rect)
     return fig, axes
+
+
+def _check_truth(truth: FrameAnnotations | None, num_frames: int, size: tuple[int, int] | None) -> None:
+    """Raise unless `truth` (if any) describes `num_frames` frames of `size` (None: any size)."""
+    if truth is None:
+        return
+    if len(truth.occlusion) != num_frames:
+        raise ValueError(f"truth must describe the clip's N={num_frames} frames, got {len(truth.occlusion)}")
+    if size is not None and tuple(truth.size) != tuple(size):
+        raise ValueError(
+            f"truth must be in pixels of the frames' size {tuple(size)}, got {tuple(truth.size)}: look it up with "
+            "Annotations.lookup(..., size=(H, W)) of the frames"
+        )
+
+
+def _draw_part_boxes(ax: Axes, boxes_P4: np.ndarray) -> None:
+    """Each part's box (x0, y0, x1, y1, pixel edges; NaN: absent) as a thin rectangle in its PART_COLORS colour."""
+    for part, (x0, y0, x1, y1) in zip(PARTS, boxes_P4, strict=True):
+        if np.isnan([x0, y0, x1, y1]).any():
+            continue
+        # imshow puts pixel i's centre at i, so its edges are at i ± 0.5.
+        ax.add_patch(Rectangle((x0 - 0.5, y0 - 0.5), x1 - x0, y1 - y0, fill=False, edgecolor=PART_COLORS[part],
+                               linewidth=PART_LINE_WIDTH, label=part))  # fmt: skip
 
 
 def _show(ax: Axes, image_HW3: np.ndarray) -> None:

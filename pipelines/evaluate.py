@@ -1,11 +1,14 @@
-"""Evaluate a training checkpoint or a registered model: CMC and mAP on a manifest's query and gallery.
+"""Evaluate a training checkpoint or a registered model: CMC and mAP on a manifest's query and gallery, and the
+paper's claims about its attention (drsta.claims).
 
     drsta evaluate --manifest data/synth-ingest --checkpoint ray_results/run-1/checkpoint_000009
     drsta evaluate --manifest data/synth-ingest --model models:/drsta@champion [--tracking-uri URI]
                    [--actors 2] [--use-gpu] [--address auto]
 
 Clips are decoded by the Ray Data stream and embedded by an actor pool holding the exported model (on GPU when
-asked), every query and gallery tracklet once, with the deterministic test-time frames.
+asked), every query and gallery tracklet once, with the deterministic test-time frames. The claims: the spatial
+and temporal ones where the manifest carries ground truth (a synthetic set's), the corruption probe on a fixed
+sample of up to 32 query clips for any manifest.
 """
 
 from __future__ import annotations
@@ -20,8 +23,8 @@ from typing import Any
 import torch
 
 from drsta.config import ExperimentConfig
-from drsta.data.manifest import read_manifest
-from drsta.engine import TrackletEmbeddings, load_state
+from drsta.data.manifest import read_manifest, read_manifest_annotations
+from drsta.engine import EvaluationClaims, TrackletEmbeddings, load_state, probe_tracklets
 from drsta.metrics import RetrievalResult
 from drsta.model import build_model
 from drsta.model.export import export_model
@@ -31,20 +34,68 @@ from pipelines.model_files import read_model_dir
 from pipelines.ray_runtime import ADDRESS_HELP, connect, disconnect
 from pipelines.tracking import download_registered, existing_tracking_uri
 
+# What each claim metric measures (drsta.claims has the definitions), for the printed report and the demo's table.
+CLAIMS = {
+    "val/attn_foreground": "spatial attention on the person / the person's area (Fig. 1; 1 = no preference)",
+    "val/attn_part_specificity": "share of each map's mass on body parts that lies on its dominant part",
+    "val/attn_distinct_parts": "distinct dominant body parts among the K spatial attention models",
+    "val/temporal_bad_ratio": "mean temporal weight of occluded/bad frames / clean frames' (Fig. 2; 1 = none)",
+    "val/temporal_bad_auc": "P(a clean frame outweighs a degraded frame of its clip) (0.5 = chance)",
+    "val/probe_noise_ratio": "weight of a frame replaced by noise / the clean frames' (1 = not noticed)",
+    "val/probe_black_ratio": "weight of a frame replaced by black / the clean frames' (1 = not noticed)",
+    "val/probe_shift_ratio": "weight of a frame shifted half out of the crop / the clean frames' (1 = not noticed)",
+}
+
 
 def evaluate_program(
     program_bytes: bytes, cfg: ExperimentConfig, manifest: Path, actors: int = 1, use_gpu: bool = False
 ) -> RetrievalResult:
     """CMC/mAP of an exported model (`.pt2` bytes) whose config is `cfg`, on `manifest`'s query and gallery."""
+    return _evaluate(program_bytes, cfg, manifest, actors, use_gpu, claims=False)[0]
+
+
+def evaluate_with_claims(
+    program_bytes: bytes, cfg: ExperimentConfig, manifest: Path, actors: int = 1, use_gpu: bool = False
+) -> tuple[RetrievalResult, dict[str, float]]:
+    """CMC/mAP as `evaluate_program`, and the paper's claims measured in the same pass (drsta.claims): the
+    attention's spatial and temporal claims where the manifest has ground truth, the corruption probe on a fixed
+    sample of query clips always. The claims' `val/*` keys as training logs them; those that could not be measured
+    are left out (`drsta.engine.EvaluationClaims.metrics`)."""
+    return _evaluate(program_bytes, cfg, manifest, actors, use_gpu, claims=True)
+
+
+def _evaluate(
+    program_bytes: bytes, cfg: ExperimentConfig, manifest: Path, actors: int, use_gpu: bool, claims: bool
+) -> tuple[RetrievalResult, dict[str, float]]:
     tracklets = read_manifest(manifest)
     roles = {t.id: t.role for t in tracklets}
     size = (cfg.input.height, cfg.input.width)
+    annotations = read_manifest_annotations(manifest) if claims else None
+    measured = EvaluationClaims(tracklets, annotations, cfg.model.num_frames, cfg.data.eval_clips_per_tracklet)
+    probed = probe_tracklets(tracklets) if claims else frozenset()
     clips = evaluation_stream(tracklets, cfg.data, size, cfg.model.num_frames)
+    embedded = embed_dataset(clips, program_bytes, actors, use_gpu, attention=annotations is not None, probed=probed)
     collected = TrackletEmbeddings()
-    for batch in embed_dataset(clips, program_bytes, actors, use_gpu).iter_batches(batch_format="numpy"):
+    for batch in embedded.iter_batches(batch_format="numpy"):
         valid = batch["valid"]
         collected.add(batch["id"][valid], batch["embedding"][valid], batch["pid"][valid], batch["camid"][valid])
-    return collected.score(roles)
+        if annotations is not None:
+            measured.add_attention(batch["id"][valid], batch["clip_index"][valid], batch["spatial_maps"][valid],
+                                   batch["temporal_weights"][valid])  # fmt: skip
+        if probed:
+            measured.add_probes(batch["probe_ratios"])
+    return collected.score(roles), measured.metrics()
+
+
+def print_claims(claims: dict[str, float]) -> None:
+    """The claims' metrics, one a line, each with what it measures (keys as in MLflow)."""
+    if not claims:
+        return
+    print("  the paper's claims (drsta.claims):")
+    for key, value in claims.items():
+        print(f"    {key:28s} {value:7.3f}  {CLAIMS.get(key, '')}")
+    if "val/attn_foreground" not in claims:
+        print("    (no spatial or temporal claims: they need a manifest with ground truth, e.g. a synthetic set's)")
 
 
 def checkpoint_program(checkpoint_dir: Path) -> tuple[bytes, ExperimentConfig]:
@@ -87,14 +138,15 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         program, cfg = registered_program(args.model, existing_tracking_uri(args.tracking_uri))
     connect(args.address, "evaluate")
     try:
-        result = evaluate_program(program, cfg, args.manifest, args.actors, args.use_gpu)
+        result, claims = evaluate_with_claims(program, cfg, args.manifest, args.actors, args.use_gpu)
     finally:
         disconnect()
     cmc = result.cmc
     print(f"evaluate: {result.num_valid_queries} queries ({result.num_skipped_queries} without a match, skipped)")
     print(f"  mAP {result.mAP:.1%}  rank-1 {cmc[0]:.1%}  rank-5 {cmc[4]:.1%}  rank-10 {cmc[9]:.1%}  "
           f"rank-20 {cmc[19]:.1%}")  # fmt: skip
-    return {"mAP": result.mAP, "cmc": cmc.tolist()}
+    print_claims(claims)
+    return {"mAP": result.mAP, "cmc": cmc.tolist(), "claims": claims}
 
 
 if __name__ == "__main__":

@@ -6,7 +6,8 @@ Idempotent and resumable: tracklets are processed in fixed chunks (by sorted id)
 quarantine parts are written atomically when the chunk completes, and a re-run skips finished chunks. A bad
 tracklet is quarantined with its reason; past --max-bad-fraction the run stops with a message (exit status 1),
 keeping everything it finished. Settings, the dataset and --out are checked before Ray starts; --out must be
-new, empty, or an earlier ingest of the same data with the same settings (its ingest.json says which).
+new, empty, or an earlier ingest of the same data with the same settings (its ingest.json says which). A
+synthetic set's ground truth (annotations.parquet at --root) is copied into --out with the manifest.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ import numpy as np
 import pyarrow as pa
 import ray
 
+from drsta.data.annotations import ANNOTATIONS_FILE, read_annotations
 from drsta.data.datasets import READERS
 from drsta.data.decode import DecodeError
 from drsta.data.manifest import MANIFEST_DIR, fingerprint, read_manifest, read_part, write_part
@@ -87,6 +89,7 @@ def prepare(
     if not tracklets:
         raise ValueError(f"the {dataset} reader found no tracklets under {root}")
     _claim_output(out, dataset, root, split, transcode_gop, chunk_size, min_frames, tracklets)
+    _copy_annotations(root, out, tracklets)
     return tracklets
 
 
@@ -231,6 +234,23 @@ def _claim_output(
             "overwritten; give a new or empty directory"
         )
     write_atomic(marker, json.dumps(params, indent=2))
+
+
+def _copy_annotations(root: Path, out: Path, tracklets: Sequence[Tracklet]) -> None:
+    """Copy the dataset's ground truth (ROOT/annotations.parquet, written by drsta synth) into `out`, atomically,
+    so that the manifest carries it wherever it is moved (`drsta.data.manifest.read_manifest_annotations`); a
+    dataset without one leaves none in `out` (nor a stale copy of an earlier run).
+
+    Raises:
+        ValueError: the dataset's annotations.parquet is damaged (named), before any work.
+    """
+    annotations = read_annotations(root)  # checked here: a damaged file is reported now, not at evaluation
+    if annotations is None:
+        (out / ANNOTATIONS_FILE).unlink(missing_ok=True)
+        return
+    write_atomic(out / ANNOTATIONS_FILE, (root / ANNOTATIONS_FILE).read_bytes())
+    annotated = sum(t in annotations for t in tracklets)
+    print(f"ingest: ground truth of {annotated} of {len(tracklets)} tracklets copied to {out / ANNOTATIONS_FILE}")
 
 
 def _report(out: Path, total: int) -> dict[str, Any]:

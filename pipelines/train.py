@@ -12,6 +12,7 @@ checkpoint; a lost worker or node restarts the workers from the latest checkpoin
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import sys
@@ -21,6 +22,7 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pyarrow.fs as pafs
 import ray
 import ray.train
@@ -32,18 +34,26 @@ from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
 from ray.train.torch import TorchTrainer
 
 from drsta import viz
+from drsta.claims import degraded_frames
 from drsta.config import ExperimentConfig
+from drsta.data.annotations import Annotations, FrameAnnotations
 from drsta.data.decode import read_clip
-from drsta.data.manifest import fingerprint, read_manifest
+from drsta.data.manifest import fingerprint, read_manifest, read_manifest_annotations
 from drsta.data.plan import train_labels
 from drsta.data.sampling import evaluation_indices
+from drsta.data.tracklet import Tracklet
 from drsta.engine import (
+    EvaluationClaims,
     TrackletEmbeddings,
     build_optimizer,
     build_scheduler,
+    clip_truth,
     clips_to_input,
     embed,
     load_state,
+    probe,
+    probe_rows,
+    probe_tracklets,
     rng_states,
     set_rng_states,
     train_batch,
@@ -63,6 +73,7 @@ RUN_RECORD = ".drsta-runs"  # under storage_path: the MLflow run id of each Ray 
 # Ray Train gives a worker group 60 s to start; on a small, busy machine (several trials' workers importing
 # torch at once) that is not enough and the run fails with WorkerGroupStartupTimeoutError.
 WORKER_START_TIMEOUT = "RAY_TRAIN_WORKER_GROUP_START_TIMEOUT_S"
+FIGURE_CANDIDATES = 50  # query clips searched for degraded frames to draw (their ground truth is looked up)
 
 
 class TrainLoop:
@@ -156,35 +167,65 @@ class TrainLoop:
         return metrics
 
     def validate(self, final: bool) -> dict[str, float]:
-        """Rank 0: embed every query and gallery tracklet, CMC and mAP (and, at the end, the figures)."""
+        """Rank 0: embed every query and gallery tracklet, CMC and mAP, the paper's claims (drsta.claims: spatial
+        and temporal where the manifest has ground truth, the corruption probe always) and, at the end, figures."""
         model = self.module
-        stream = evaluation_stream(self.tracklets, self.cfg.data, self.size, self.cfg.model.num_frames)
+        num_frames = self.cfg.model.num_frames
+        stream = evaluation_stream(self.tracklets, self.cfg.data, self.size, num_frames)
         collected = TrackletEmbeddings()
+        claims = EvaluationClaims(self.tracklets, self.annotations, num_frames, self.cfg.data.eval_clips_per_tracklet)
+        probed = probe_tracklets(self.tracklets)
         for batch in ValidBatches(stream, batch_size=16):
-            emb, _ = embed(model, clips_to_input(batch["clip"], self.device), self.amp)
+            emb, maps, weights = embed(model, clips_to_input(batch["clip"], self.device), self.amp)
             collected.add(batch["id"], emb.cpu().numpy(), batch["pid"], batch["camid"])
+            claims.add_attention(batch["id"], batch["clip_index"], maps, weights)
+            rows = probe_rows(batch, probed)
+            claims.add_probes(probe(self._temporal_weights, batch["clip"][rows], batch["id"][rows], self.device))
         result = collected.score(self.roles)
         cmc = result.cmc
         metrics = {SCORE: result.mAP, "val/rank1": cmc[0], "val/rank5": cmc[4], "val/rank10": cmc[9],
                    "val/rank20": cmc[19], "val/skipped_queries": result.num_skipped_queries}  # fmt: skip
+        metrics |= claims.metrics()  # only what could be measured: no NaN reaches Tune or MLflow
         if final and self.tracker:
             self._log_figures(model, result)
         model.train()
         return {k: float(v) for k, v in metrics.items()}
 
+    @functools.cached_property
+    def annotations(self) -> Annotations | None:
+        """The manifest's ground truth (read once, by rank 0 when it first evaluates), None without one."""
+        return read_manifest_annotations(self.cfg.data.manifest)
+
+    def _temporal_weights(self, clips: torch.Tensor) -> torch.Tensor:
+        return embed(self.module, clips, self.amp)[2]
+
     def _log_figures(self, model: DRSTA, result: Any) -> None:
+        """The CMC curve, and Fig. 1 and 2 of three query clips: with ground truth, clips that have degraded frames
+        where there are such, their part boxes and degraded frames drawn in."""
         self.tracker.log_figure(viz.cmc_figure(result.cmc, label="val", mAP=result.mAP), "cmc.png")
-        queries = [t for t in self.tracklets if t.role == "query"][:3]
-        for tracklet in queries:
-            indices = evaluation_indices(tracklet.num_frames, self.cfg.model.num_frames)[0]
+        for tracklet, indices, truth in self._figure_clips(num_clips=3):
             frames = read_clip(tracklet.source, tracklet.uri, tracklet.frames, indices, self.size)
-            model.eval()
-            with torch.no_grad():
-                out = model(clips_to_input(frames[None], self.device))
+            _, maps, weights = embed(model, clips_to_input(frames[None], self.device), self.amp)
             name = tracklet.id.replace("/", "_")
-            maps, weights = out.spatial_maps[0].float().cpu().numpy(), out.temporal_weights[0].float().cpu().numpy()
-            self.tracker.log_figure(viz.receptive_fields_figure(frames, maps), f"receptive_fields_{name}.png")
-            self.tracker.log_figure(viz.temporal_weights_figure(frames, weights), f"temporal_weights_{name}.png")
+            maps, weights = maps[0].cpu().numpy(), weights[0].cpu().numpy()
+            self.tracker.log_figure(viz.receptive_fields_figure(frames, maps, truth=truth),
+                                    f"receptive_fields_{name}.png")  # fmt: skip
+            self.tracker.log_figure(viz.temporal_weights_figure(frames, weights, truth=truth),
+                                    f"temporal_weights_{name}.png")  # fmt: skip
+
+    def _figure_clips(self, num_clips: int) -> list[tuple[Tracklet, np.ndarray, FrameAnnotations | None]]:
+        """Query tracklets to draw, each with its evaluation clip's frame indices and ground truth (or None):
+        the first `num_clips`, or with ground truth the first ones whose clip has a degraded frame (among the
+        first FIGURE_CANDIDATES queries), then others."""
+        queries = [t for t in self.tracklets if t.role == "query"]
+        annotations = self.annotations
+        degraded, others = [], []
+        for tracklet in queries[: FIGURE_CANDIDATES if annotations is not None else num_clips]:
+            indices = evaluation_indices(tracklet.num_frames, self.cfg.model.num_frames)[0]
+            truth = clip_truth(annotations, tracklet, indices, self.size)
+            has_degraded = truth is not None and bool(degraded_frames(truth.occlusion, truth.bad).any())
+            (degraded if has_degraded else others).append((tracklet, indices, truth))
+        return (degraded + others)[:num_clips]
 
     def save_checkpoint(self, directory: Path, epoch: int) -> None:
         torch.save(

@@ -9,6 +9,7 @@ import torch
 from PIL import Image
 
 from drsta import viz
+from drsta.data.annotations import PARTS, FrameAnnotations
 
 N, K, H, W, h, w = 6, 3, 32, 16, 4, 2
 
@@ -27,6 +28,32 @@ def maps(rng) -> np.ndarray:
 @pytest.fixture
 def weights(rng) -> np.ndarray:
     return torch.softmax(torch.from_numpy(rng.normal(size=(N, K))), dim=0).numpy()
+
+
+@pytest.fixture
+def truth() -> FrameAnnotations:
+    """Ground truth of the N frames: the parts stacked in the middle column, no accessory in frame 1; frame 2
+    occluded 45 %, frame 4 blurred, frame 5 occluded 10 % (written, not degraded)."""
+    boxes = np.array([[4, 0, 12, 8], [4, 8, 12, 20], [4, 20, 12, 32], [10, 10, 14, 18]], dtype=np.float32)
+    part_boxes = np.repeat(boxes[None], N, axis=0)
+    part_boxes[0, 3] = np.nan
+    labels = np.zeros((N, H, W), dtype=np.uint8)
+    for p, (x0, y0, x1, y1) in enumerate(boxes[:3].astype(int), start=1):
+        labels[:, y0:y1, x0:x1] = p
+    return FrameAnnotations(
+        size=(H, W),
+        person_box=np.repeat(np.array([[4, 0, 12, 32]], dtype=np.float32), N, axis=0),
+        part_boxes=part_boxes,
+        occluder_box=np.full((N, 4), np.nan, dtype=np.float32),
+        labels=labels,
+        occlusion=np.array([0, 0.45, 0, 0, 0.1, 0], dtype=np.float32),
+        bad=np.array(["none", "none", "none", "blur", "none", "none"]),
+        garbage=np.array([""] * N),
+    )
+
+
+def part_rectangles(ax) -> list[tuple[str, tuple[float, float, float, float]]]:
+    return [(patch.get_label(), patch.get_bbox().bounds) for patch in ax.patches]
 
 
 def saved_pixels(fig, path) -> np.ndarray:
@@ -73,6 +100,30 @@ def test_receptive_fields_overlay_follows_the_map(tmp_path, frames):
     np.testing.assert_array_equal(pixels_top[:, frame_column], pixels_bottom[:, frame_column])
 
 
+def test_receptive_fields_figure_draws_the_part_boxes_of_the_truth(tmp_path, frames, maps, truth):
+    plain = viz.receptive_fields_figure(frames, maps, max_frames=2)
+    fig = viz.receptive_fields_figure(frames, maps, max_frames=2, truth=truth)
+    assert len(fig.axes) == len(plain.axes) == 2 * (K + 1)
+    assert not plain.legends and all(not ax.patches for ax in plain.axes)
+    # Rows show frames 1 and 6; frame 1 has no accessory. Every panel of a row, frame and heat maps, has the boxes.
+    # Pixel edges 4..12 × 0..8 (head) in imshow's pixel-centred coordinates: (x, y, width, height).
+    first_row = [("head", (3.5, -0.5, 8.0, 8.0)), ("torso", (3.5, 7.5, 8.0, 12.0)), ("legs", (3.5, 19.5, 8.0, 12.0))]
+    for col in range(K + 1):
+        assert part_rectangles(fig.axes[col]) == first_row
+        assert [label for label, _ in part_rectangles(fig.axes[K + 1 + col])] == list(PARTS)
+    (legend,) = fig.legends
+    assert [t.get_text() for t in legend.get_texts()] == list(PARTS)
+    assert fig.get_size_inches()[1] > plain.get_size_inches()[1]  # room for the legend
+    check_png(viz.save_figure(fig, tmp_path / "with.png"), fig, dpi=100)
+    images = (saved_pixels(plain, tmp_path / "plain.png"), saved_pixels(fig, tmp_path / "with.png"))
+    magenta = [((pixels[..., 0] > 220) & (pixels[..., 1] < 40) & (pixels[..., 2] > 220)).sum() for pixels in images]
+    assert magenta[1] > magenta[0] + 100, magenta  # the head boxes, drawn
+    with pytest.raises(ValueError, match="size"):
+        viz.receptive_fields_figure(frames[:, :16], maps, truth=truth)
+    with pytest.raises(ValueError, match="N=5"):
+        viz.receptive_fields_figure(frames[:5], maps[:5], truth=truth)
+
+
 @pytest.mark.parametrize("size", [(4, 2), (3, 5), (1, 1), (8, 4)])
 def test_upsample_bilinear_matches_torch(rng, size):
     map_hw = rng.random(size)
@@ -92,6 +143,34 @@ def test_temporal_weights_figure(tmp_path, frames, weights):
         assert per_model_text.split() == [f"{x:.2f}" for x in weights[n]]
         assert ax.spines["bottom"].get_visible() == (n == best)
     check_png(viz.save_figure(fig, tmp_path / "temporal.png"), fig, dpi=100)
+
+
+def test_temporal_weights_figure_marks_degraded_frames(tmp_path, frames, weights, truth):
+    fig = viz.temporal_weights_figure(frames, weights, truth=truth)
+    assert [ax.get_title() for ax in fig.axes] == ["clean", "occluded 45%", "clean", "blur", "occluded 10%", "clean"]
+    degraded = [1, 3]  # 45 % occluded (from 30 %) and blurred; 10 % is written but not degraded
+    assert [n for n, ax in enumerate(fig.axes) if ax.patches] == degraded
+    for n in degraded:
+        (border,) = fig.axes[n].patches
+        assert border.get_linestyle() == "--" and border.get_edgecolor() != fig.axes[n].spines["top"].get_edgecolor()
+    # The weights underneath and the heaviest frame's red spines are as without the truth.
+    plain = viz.temporal_weights_figure(frames, weights)
+    for ax, plain_ax in zip(fig.axes, plain.axes, strict=True):
+        assert [t.get_text() for t in ax.texts] == [t.get_text() for t in plain_ax.texts]
+        assert ax.spines["left"].get_visible() == plain_ax.spines["left"].get_visible()
+        assert plain_ax.get_title() == ""
+    check_png(viz.save_figure(fig, tmp_path / "temporal.png"), fig, dpi=100)
+    with pytest.raises(ValueError, match="N=5"):
+        viz.temporal_weights_figure(frames[:5], weights[:5], truth=truth)
+
+
+@pytest.mark.parametrize(
+    ("occlusion", "bad", "words"),
+    [(0.0, "none", "clean"), (0.04, "none", "clean"), (0.45, "none", "occluded 45%"),
+     (0.0, "out_of_crop", "out of crop"), (0.5, "blur", "blur · occluded 50%")],
+)  # fmt: skip
+def test_frame_condition(occlusion, bad, words):
+    assert viz.frame_condition(occlusion, bad) == words
 
 
 def test_temporal_weights_figure_wraps_many_models(frames, rng):

@@ -1,4 +1,6 @@
-"""The manifest on disk: Parquet shards of tracklet rows (MANIFEST_SCHEMA), written atomically one part each."""
+"""The manifest on disk: Parquet shards of tracklet rows (MANIFEST_SCHEMA), written atomically one part each, and
+the dataset's ground truth when it has one (`drsta ingest` copies the sidecar `annotations.parquet` beside the
+shards, so that a manifest moved elsewhere, e.g. to a cluster's shared storage, keeps it)."""
 
 from __future__ import annotations
 
@@ -9,6 +11,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from drsta.data.annotations import ANNOTATIONS_FILE, Annotations, read_annotations
 from drsta.data.tracklet import MANIFEST_SCHEMA, Tracklet, from_table, to_table
 from drsta.io import write_atomic
 
@@ -46,6 +49,21 @@ def read_manifest(root: str | Path) -> list[Tracklet]:
         )
     table = pa.concat_tables([read_part(part, MANIFEST_SCHEMA) for part in parts])
     return sorted(from_table(table), key=lambda t: t.id)
+
+
+def read_manifest_annotations(root: str | Path) -> Annotations | None:
+    """The ground truth that `drsta ingest` copied into the manifest under `root` (ROOT/annotations.parquet).
+
+    Joined to the manifest's tracklets by id (`Annotations.lookup`): ingest keeps ids, and frame indices, when it
+    transcodes frame folders to video.
+
+    Returns:
+        None when the dataset had no annotations.parquet (any real dataset).
+
+    Raises:
+        ValueError: the copy is damaged; the message names it.
+    """
+    return read_annotations(Path(root) / ANNOTATIONS_FILE)
 
 
 def fingerprint(tracklets: Sequence[Tracklet]) -> str:

@@ -4,6 +4,7 @@ import csv
 import io
 import json
 import os
+import shutil
 import struct
 from pathlib import Path
 
@@ -12,9 +13,11 @@ import pyarrow.parquet as pq
 import pytest
 from PIL import Image
 
+from drsta.data.annotations import ANNOTATIONS_FILE
 from drsta.data.decode import read_clip
 from drsta.data.encode import write_video
-from drsta.data.manifest import read_manifest
+from drsta.data.manifest import read_manifest, read_manifest_annotations
+from drsta.data.synthetic import SyntheticSpec, generate
 from pipelines.ingest import TooManyBadTracklets, ingest, prepare
 
 pytestmark = pytest.mark.integration
@@ -259,3 +262,35 @@ def test_prepare_claims_the_output_without_ray(tmp_path):
 
 def test_too_many_bad_tracklets_is_failed_work_not_bad_input():
     assert not issubclass(TooManyBadTracklets, ValueError)
+
+
+def test_the_manifest_carries_a_synthetic_sets_ground_truth_wherever_it_is_moved(tmp_path, ray_cluster):
+    spec = SyntheticSpec(seed=1, num_train_ids=1, num_test_ids=1, num_cameras=2, min_frames=4, max_frames=6,
+                         height=64, width=40)  # fmt: skip
+    generate(spec, tmp_path / "synth", mars_layout=True)
+    # The videos layout as is, the MARS layout's frame folders transcoded to H.264 (new uris, the same ids).
+    for dataset, root, gop in (("videos", tmp_path / "synth", None), ("mars", tmp_path / "synth" / "mars", 2)):
+        out = tmp_path / f"{dataset}-ingest"
+        ingest(dataset, root, out, transcode_gop=gop)
+        assert (out / ANNOTATIONS_FILE).read_bytes() == (root / ANNOTATIONS_FILE).read_bytes()
+        moved = tmp_path / "shared" / out.name
+        shutil.move(out, moved)  # e.g. to a cluster's shared storage: the dataset root is not needed
+        annotations, tracklets = read_manifest_annotations(moved), read_manifest(moved)
+        assert len(tracklets) == 5 and {t.source for t in tracklets} == {"video"}  # all the set's tracklets
+        for t in tracklets:
+            assert annotations.num_frames(t) == t.num_frames  # joined on the id; frame indices kept
+            assert annotations.lookup(t, [t.num_frames - 1], size=(32, 20)).labels.shape == (1, 32, 20)
+
+    # A dataset without ground truth leaves none in the manifest (nor the copy of an earlier ingest of it).
+    (tmp_path / "synth" / ANNOTATIONS_FILE).unlink()
+    shutil.move(tmp_path / "shared" / "videos-ingest", tmp_path / "videos-ingest")
+    ingest("videos", tmp_path / "synth", tmp_path / "videos-ingest")  # resumed: every chunk done already
+    assert read_manifest_annotations(tmp_path / "videos-ingest") is None
+    assert not (tmp_path / "videos-ingest" / ANNOTATIONS_FILE).exists()
+
+
+def test_a_damaged_annotations_file_is_named_before_any_work(tmp_path):
+    root = video_set(tmp_path / "videos", {})
+    (root / ANNOTATIONS_FILE).write_bytes(b"PAR1 not parquet")
+    with pytest.raises(ValueError, match=r"annotations\.parquet is damaged"):
+        prepare("videos", root, tmp_path / "out")
