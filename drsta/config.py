@@ -19,7 +19,8 @@ class _Strict(BaseModel):
 
 
 class ModelConfig(_Strict):
-    """The DRSTA architecture. Defaults are the paper's model; the other values of `spatial_pooling`,
+    """The DRSTA architecture. Defaults are the paper's model (but for `enhancement_similarity`, whose printed form
+    does nothing at ResNet scale: configs/paper.yaml keeps it); the other values of `spatial_pooling`,
     `temporal_pooling`, `feature_enhancement` give the ablation's rows, and `attention_head`, `component_dim` the
     authors' public code (configs/authors_code.yaml)."""
 
@@ -65,15 +66,25 @@ class ModelConfig(_Strict):
     feature_enhancement: bool = Field(
         True, description="apply the supplementary's Eq. 1–4 between spatial and temporal pooling; false to ablate"
     )
+    enhancement_similarity: Literal["inner_product", "scaled", "cosine"] = Field(
+        "scaled",
+        description="the appearance similarity Φ_k of Eq. 1: 'inner_product', X_kᵀX_k as the supplementary prints "
+        "it; 'scaled', X_kᵀX_k / √C (C the feature size: D, or component_dim), as scaled dot-product attention; "
+        "'cosine', the inner product of the L2-normalised features (Φ in [−1, 1]). With a ResNet trunk's "
+        "unnormalised features (component_dim null) 'inner_product' reaches 10²–10³ while Ψ of Eq. 2 starts in "
+        "[0, 1], so Eq. 3's softmax is one-hot: each frame pools only itself and W, b, σ do nothing. Our choice, "
+        "'scaled' (measured at init on randomly initialised ResNet-18/50 trunks and synthetic frames): the only one "
+        "where both appearance and frame distance shape Eq. 3 ('cosine' is near uniform, C ≈ softmax(Ψ)). With "
+        "component_dim the components are unit-norm, so 'inner_product' equals 'cosine'",
+    )
     sigma: float = Field(
         1.0,
         gt=0,
         description="σ of the temporal similarity Ψ = W ⊙ exp(−|i−j|/σ) + b (Eq. 2), in frames (not in our "
         "sources: our choice). With learn_temporal_weights W is a free N×N parameter, so σ only sets Ψ's initial "
         "value and each entry's gradient scale, not what Ψ can become: a σ sweep then explores initialisation. "
-        "And with the trunk's unnormalised features (component_dim null, ResNet scale) Φ of Eq. 1 reaches 10²–10³ "
-        "(measured on randomly initialised ResNet-18/50) while Ψ starts in [0, 1], so Eq. 3's softmax is one-hot "
-        "and σ, W and b have no effect at all",
+        "With enhancement_similarity 'inner_product' and the trunk's unnormalised features (component_dim null, "
+        "ResNet scale) Eq. 3's softmax is one-hot and σ, W and b have no effect at all",
     )
     learn_temporal_weights: bool = Field(
         True,

@@ -29,7 +29,7 @@ from ray.tune.search.optuna import OptunaSearch
 
 from drsta.config import ExperimentConfig
 from drsta.data.manifest import fingerprint, read_manifest
-from drsta.search_space import Distribution, SearchSpace
+from drsta.search_space import Distribution, SearchSpace, expand_bundles
 from pipelines.cluster import ReleaseLeakedPlacementGroups, release_leaked_placement_groups
 from pipelines.models import promote
 from pipelines.ray_runtime import ADDRESS_HELP, disconnect
@@ -54,7 +54,8 @@ TRIAL_DRIVER = {"CPU": 0.01}
 
 def trial(config: dict[str, Any]) -> None:
     """A Tune trial: the base config with this trial's sampled values, trained on its own Ray Train workers."""
-    cfg = ExperimentConfig.from_dict(config["base"]).with_overrides(config["params"])
+    params = expand_bundles(config["params"], config.get("bundles", {}))  # a bundle's name -> its overrides
+    cfg = ExperimentConfig.from_dict(config["base"]).with_overrides(params)
     trial_id = ray.tune.get_context().get_trial_id()  # stable across Tuner.restore: names the Train run
     cfg = cfg.with_overrides({"train.name": f"{config['sweep']}-{trial_id}", "train.registered_model": None})
     # A restored sweep restarts its unfinished trials: each continues its own run (MLflow run, checkpoints).
@@ -78,6 +79,7 @@ def build_tuner(space: SearchSpace, base: ExperimentConfig, sweep: str, parent_r
         "sweep": sweep,
         "parent_run_id": parent_run_id,
         "params": {key: tune_distribution(d, grid) for key, d in space.params.items()},
+        "bundles": space.bundles,
     }
     trials_path = str(Path(storage_path(base)) / TRIALS_DIR)
     run_config = ray.tune.RunConfig(name=sweep, storage_path=trials_path, callbacks=[ReleaseLeakedPlacementGroups()])
@@ -159,7 +161,8 @@ def sweep(
 
 def register_best(best: Any, base: ExperimentConfig, parent_run_id: str, manifest: Path) -> dict[str, Any]:
     """Register the best trial's model under the sweep's run, then promote it if it beats the champion."""
-    cfg = ExperimentConfig.from_dict(best.config["base"]).with_overrides(best.config["params"])
+    params = expand_bundles(best.config["params"], best.config.get("bundles", {}))
+    cfg = ExperimentConfig.from_dict(best.config["base"]).with_overrides(params)
     epoch = best_epoch(best)
     model = load_trained_model(ray.train.Checkpoint(epoch["checkpoint_path"]), cfg)
     tracker = RunTracker(base.train.tracking_uri, base.train.experiment, "sweep", run_id=parent_run_id)

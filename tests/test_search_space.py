@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from drsta.search_space import SearchSpace
+from drsta.search_space import SearchSpace, expand_bundles
 
 SPACES = sorted((Path(__file__).parents[1] / "tune_spaces").glob("*.yaml"))
 
@@ -16,7 +16,7 @@ def test_every_shipped_space_builds(path):
     assert space.params
     for key, distribution in space.params.items():
         for value in distribution.extremes():
-            base.with_overrides({key: value})
+            base.with_overrides(space.expand({key: value}))
 
 
 def write(tmp_path: Path, data: dict) -> Path:
@@ -82,3 +82,97 @@ def test_missing_base_config_names_the_space_file(tmp_path):
     path = write(tmp_path, {"base_config": "../nope.yaml", "params": {"model.sigma": {"choice": [1.0]}}})
     with pytest.raises(FileNotFoundError, match=r"space\.yaml: base_config \.\./nope\.yaml not found .*relative to"):
         SearchSpace.from_yaml(path)
+
+
+# --- Bundles: one param setting several keys at once (an ablation's variants, seeds) --------------------------------
+
+VARIANTS = {
+    "baseline": {
+        "model.spatial_pooling": "average",
+        "model.num_attention_models": 1,
+        "model.feature_enhancement": False,
+    },
+    "full": {},
+}
+SEEDS = {"seed0": {"train.model_seed": 0, "data.seed": 0}, "seed1": {"train.model_seed": 1, "data.seed": 1}}
+
+
+def test_bundles_grid_over_names_and_expand_into_plain_overrides(tmp_path):
+    path = write(tmp_path, {"searcher": "grid", "params": {"variant": {"bundles": VARIANTS}, "seed": {"bundles": SEEDS},
+                                                           "model.sigma": {"choice": [0.5, 2.0]}}})  # fmt: skip
+    space, base = SearchSpace.from_yaml(path)
+    assert space.params["variant"].choice == ["baseline", "full"]  # what Tune samples: the names
+    assert space.params["variant"].kind == "bundles"
+    assert space.bundles == {"variant": VARIANTS, "seed": SEEDS}
+    grid = space.grid()
+    assert len(grid) == 2 * 2 * 2 and grid[0] == {"variant": "baseline", "seed": "seed0", "model.sigma": 0.5}
+    overrides = space.expand({"variant": "baseline", "seed": "seed1", "model.sigma": 2.0})
+    assert overrides == VARIANTS["baseline"] | SEEDS["seed1"] | {"model.sigma": 2.0}
+    cfg = base.with_overrides(overrides)
+    assert (cfg.model.spatial_pooling, cfg.train.model_seed, cfg.data.seed, cfg.model.sigma) == ("average", 1, 1, 2.0)
+    assert space.expand({"variant": "full", "seed": "seed0"}) == SEEDS["seed0"]  # an empty bundle: the base
+    # The space as logged (bundles and their derived choice) validates again, as pipelines.tune.load_space does.
+    assert SearchSpace.model_validate(space.model_dump()) == space
+
+
+def test_expanding_an_unknown_bundle_names_the_param_and_the_bundles():
+    with pytest.raises(ValueError, match=r"params.variant: no bundle named 'nope' \(the bundles are baseline, full\)"):
+        expand_bundles({"variant": "nope"}, {"variant": VARIANTS})
+    assert expand_bundles({"model.sigma": 1.0}, {}) == {"model.sigma": 1.0}
+
+
+@pytest.mark.parametrize(
+    ("params", "match"),
+    [
+        ({"variant": {"bundles": {"a": {"model.num_atention_models": 2}}}},
+         r"params.variant: 'a' is not allowed(.|\n)*unknown config key 'model.num_atention_models'"),
+        ({"variant": {"bundles": {"a": {"model.sigma": -1.0}}}}, r"params.variant: 'a' is not allowed(.|\n)*sigma"),
+        ({"model.sigma": {"bundles": {"a": {"model.sigma": 1.0}}}}, "a param with bundles is named by a word without"),
+        ({"variant": {"bundles": {"a": {"model.sigma": 1.0}}}, "model.sigma": {"choice": [2.0]}},
+         "params.variant and params.model.sigma both set model.sigma"),
+        ({"variant": {"bundles": {"a": {"data.seed": 1}}}, "seed": {"bundles": {"s": {"data.seed": 0}}}},
+         "params.variant and params.seed both set data.seed"),
+        ({"variant": {"bundles": {}}}, "bundles needs at least one value"),
+        ({"variant": {"bundles": {"a": {}}, "choice": ["b"]}}, "give bundles alone"),
+        ({"variant": {"bundles": {"a": {}}, "uniform": [0, 1]}}, "exactly one"),
+        ({"variant": {"choice": ["a"]}}, "unknown config key 'variant'"),
+    ],
+)  # fmt: skip
+def test_bad_bundles_name_the_file_the_param_and_the_key(tmp_path, params, match):
+    path = write(tmp_path, {"params": params})
+    with pytest.raises(ValueError, match=match) as err:
+        SearchSpace.from_yaml(path)
+    assert str(path) in str(err.value)
+
+
+def test_grid_validates_every_combination(tmp_path):
+    # Each value is fine alone (the base has K = 1), but average pooling with K = 2 is not a model.
+    data = {"searcher": "grid", "overrides": {"model.num_attention_models": 1},
+            "params": {"variant": {"bundles": {"average": {"model.spatial_pooling": "average"}, "attention": {}}},
+                       "model.num_attention_models": {"choice": [1, 2]}}}  # fmt: skip
+    with pytest.raises(
+        ValueError, match=r"the grid's trial model.num_attention_models=2, variant='average' is not all"
+    ):
+        SearchSpace.from_yaml(write(tmp_path, data))
+    data["searcher"] = "random"  # no grid: only each value alone is checked
+    assert len(SearchSpace.from_yaml(write(tmp_path, data))[0].params) == 2
+
+
+def test_grace_period_is_at_most_the_epochs_and_equal_means_no_early_stopping(tmp_path):
+    data = {
+        "overrides": {"optim.epochs": 4},
+        "scheduler": {"grace_period": 5},
+        "params": {"model.sigma": {"choice": [1.0]}},
+    }
+    with pytest.raises(
+        ValueError, match=r"space.yaml: scheduler.grace_period 5 is more than optim.epochs 4 .*set it to at"
+    ):
+        SearchSpace.from_yaml(write(tmp_path, data))
+    data["scheduler"] = {"grace_period": 4}
+    assert SearchSpace.from_yaml(write(tmp_path, data))[0].scheduler.grace_period == 4
+
+
+def test_a_grid_needs_choices_only(tmp_path):
+    space, _ = SearchSpace.from_yaml(write(tmp_path, {"params": {"model.sigma": {"uniform": [1.0, 2.0]}}}))
+    with pytest.raises(ValueError, match=r"model\.sigma are not choice lists"):
+        space.grid()

@@ -36,6 +36,7 @@ def build_model(cfg: ModelConfig, num_classes: int | None = None) -> DRSTA:
         temporal_pooling=cfg.temporal_pooling,
         component_dim=cfg.component_dim,
         learn_temporal_weights=cfg.learn_temporal_weights,
+        enhancement_similarity=cfg.enhancement_similarity,
     )
 
 

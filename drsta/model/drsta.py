@@ -17,6 +17,7 @@ from torch import nn
 
 from drsta.model import functional
 from drsta.model.enhancement import FeatureEnhancement
+from drsta.model.functional import EnhancementSimilarity
 from drsta.model.projection import ComponentProjection
 from drsta.model.spatial_attention import SharedSpatialAttention, SpatialAttention, SpatialAveragePooling
 from drsta.model.temporal_attention import TemporalAttention, TemporalAveragePooling
@@ -73,6 +74,7 @@ class DRSTA(nn.Module):
         component_dim: the authors' per-component Linear D -> C + L2 normalisation after spatial pooling;
             None keeps C = D (the paper's K·D descriptor).
         learn_temporal_weights: learn W of Eq. 2 (the supplementary); False fixes it at ones, so σ matters.
+        enhancement_similarity: Φ of Eq. 1: "inner_product" (as printed), "scaled" (÷ √C) or "cosine".
     """
 
     def __init__(
@@ -91,6 +93,7 @@ class DRSTA(nn.Module):
         temporal_pooling: TemporalPooling = "attention",
         component_dim: int | None = None,
         learn_temporal_weights: bool = True,
+        enhancement_similarity: EnhancementSimilarity = "scaled",
     ) -> None:
         super().__init__()
         if num_frames < 1:
@@ -109,7 +112,9 @@ class DRSTA(nn.Module):
         self.projection = None if component_dim is None else ComponentProjection(trunk_dim, component_dim)
         feature_dim = trunk_dim if component_dim is None else component_dim
         self.enhancement = (
-            FeatureEnhancement(feature_dim, num_frames, sigma, learn_temporal_weights) if feature_enhancement else None
+            FeatureEnhancement(feature_dim, num_frames, sigma, learn_temporal_weights, enhancement_similarity)
+            if feature_enhancement
+            else None
         )
         if temporal_pooling == "attention":
             self.temporal_attention: nn.Module = TemporalAttention(feature_dim, num_models)

@@ -6,6 +6,9 @@ D feature channels per cell.
 
 from __future__ import annotations
 
+import math
+from typing import Literal, get_args
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -74,11 +77,52 @@ def temporal_similarity(w: torch.Tensor, b: torch.Tensor, sigma: float) -> torch
     return w * torch.exp(-distance_NN / sigma) + b[None, :]
 
 
-def enhance_features(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor, sigma: float, fcn: nn.Module) -> torch.Tensor:
+EnhancementSimilarity = Literal["inner_product", "scaled", "cosine"]
+ENHANCEMENT_SIMILARITIES: tuple[str, ...] = get_args(EnhancementSimilarity)
+
+
+def feature_similarity(x: torch.Tensor, similarity: EnhancementSimilarity = "inner_product") -> torch.Tensor:
+    """Supplementary Eq. 1, Φ_k = X_kᵀ X_k, per component, in one of three scales.
+
+    "inner_product" is Eq. 1 as printed. Its entries grow with D and with the features' magnitude: with a ResNet
+    trunk's D = 512 or 2048 ReLU features they reach 10²–10³ and Eq. 3's softmax is one-hot (see
+    `drsta.model.enhancement.FeatureEnhancement`). "scaled" divides by √D, as scaled dot-product attention does
+    (Vaswani et al. 2017): a sum of D independent zero-mean unit-variance products then has unit variance whatever
+    D is. ReLU features are not zero-mean, so Φ / √D itself still reaches 20–160 at initialisation, but the
+    differences between frames that the row softmax sees are then of order 1 (measured). "cosine" takes the inner
+    product of the L2-normalised features, so Φ lies in [−1, 1] (in [0, 1] for ReLU features), the range Ψ of
+    Eq. 2 starts in; a feature that is exactly zero has similarity 0 to every frame.
+
+    Args:
+        x: (B, N, K, D) spatially gated features x_{n,k}.
+        similarity: "inner_product", "scaled" or "cosine".
+
+    Returns:
+        (B, K, N, N) Φ_k[i, j], the similarity of frames i and j of component k.
+    """
+    if similarity not in ENHANCEMENT_SIMILARITIES:
+        raise ValueError(f"similarity must be one of {', '.join(ENHANCEMENT_SIMILARITIES)}, got {similarity!r}")
+    if similarity == "cosine":
+        x = F.normalize(x, dim=-1)
+    phi_BKNN = torch.einsum("bikd,bjkd->bkij", x, x)
+    if similarity == "scaled":
+        phi_BKNN = phi_BKNN / math.sqrt(x.shape[-1])
+    return phi_BKNN
+
+
+def enhance_features(
+    x: torch.Tensor,
+    w: torch.Tensor,
+    b: torch.Tensor,
+    sigma: float,
+    fcn: nn.Module,
+    similarity: EnhancementSimilarity = "inner_product",
+) -> torch.Tensor:
     """Feature enhancement, supplementary Eq. 1–4, for all K components at once.
 
-    Φ_k = X_kᵀ X_k (Eq. 1), Ψ (Eq. 2), C_k = row-softmax(Φ_k + Ψ) (Eq. 3), and
-    x̂_{i,k} = FCN(Σ_j C_k[i, j] x_{j,k}) + x_{i,k} (Eq. 4).
+    Φ_k = X_kᵀ X_k (Eq. 1, scaled as `similarity` says: `feature_similarity`), Ψ (Eq. 2),
+    C_k = row-softmax(Φ_k + Ψ) (Eq. 3), and x̂_{i,k} = FCN(Σ_j C_k[i, j] x_{j,k}) + x_{i,k} (Eq. 4). Only Φ is
+    rescaled: Eq. 4 pools the features themselves, whatever the similarity.
 
     Eq. 4 is printed as X_k C_k, which with X_k = [x_1 … x_N] (D × N) would mix frames by the *columns* of C_k;
     the text says row i of C_k holds the contributions of all frames to frame i, so we follow the text and
@@ -90,6 +134,7 @@ def enhance_features(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor, sigma: f
         b: (N,) temporal-similarity offsets b of Eq. 2.
         sigma: temporal scale σ > 0 of Eq. 2, in frames.
         fcn: the linear D → D map of Eq. 4, shared by the K components.
+        similarity: the scale of Φ: "inner_product" (Eq. 1 as printed), "scaled" (÷ √D) or "cosine".
 
     Returns:
         (B, N, K, D) enhanced features x̂_{n,k}.
@@ -102,7 +147,7 @@ def enhance_features(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor, sigma: f
             "similarity is tied to the clip length N"
         )
     psi_NN = temporal_similarity(w, b, sigma)
-    phi_BKNN = torch.einsum("bikd,bjkd->bkij", x, x)  # Eq. 1, per component
+    phi_BKNN = feature_similarity(x, similarity)  # Eq. 1, per component
     contribution_BKNN = F.softmax(phi_BKNN + psi_NN, dim=-1)  # Eq. 3, row i -> frame i
     pooled_BNKD = torch.einsum("bkij,bjkd->bikd", contribution_BKNN, x)
     return fcn(pooled_BNKD) + x  # Eq. 4, residual

@@ -1,6 +1,7 @@
 """Contract tests over every model variant and every architecture option, parity with the equations and with
 the authors' code, bad input, and the export round trip."""
 
+import math
 import subprocess
 import sys
 
@@ -11,10 +12,13 @@ import torch.nn.functional as F
 import torchvision
 from torch import nn
 
+from drsta.archive import check_program
 from drsta.config import LossConfig, ModelConfig
+from drsta.data.synthetic import SyntheticSpec, plan_tracklets, render_annotated
 from drsta.losses import build_objective
 from drsta.model import VARIANTS, build_model, drsta_tiny, functional
 from drsta.model.backbone import ResNetTrunk
+from drsta.model.enhancement import FeatureEnhancement
 from drsta.model.export import OUTPUT_KEYS, export_model, load_exported, save_exported
 from drsta.model.projection import ComponentProjection
 from drsta.model.spatial_attention import SharedSpatialAttention
@@ -50,11 +54,12 @@ def clips_for(model, batch=2, size=SMALL_INPUT):
     return torch.rand(batch, model.num_frames, 3, *size)
 
 
-# A known limitation of Eq. 1 as printed (reported in issue 11): with the trunk's unnormalised D = 512 or 2048
-# features, Φ = XᵀX has entries of 10²–10³, so Eq. 3's row softmax is one-hot and Ψ (W and b) gets no gradient.
-# test_enhancement_softmax_is_one_hot_at_resnet_scale pins it; the tiny trunk and the authors' unit-norm
-# components stay out of that regime.
+# A known limitation of Eq. 1 as printed (enhancement_similarity "inner_product", reported in issue 11): with the
+# trunk's unnormalised D = 512 or 2048 features, Φ = XᵀX has entries of 10²–10³, so Eq. 3's row softmax is one-hot
+# and Ψ (W and b) gets no gradient. test_inner_product_enhancement_is_one_hot_at_resnet_scale pins it; the tiny
+# trunk, the authors' unit-norm components and the "scaled" (default) and "cosine" similarities stay out of it.
 ONE_HOT_ENHANCEMENT = {"enhancement.w", "enhancement.b"}
+SIMILARITIES = ("inner_product", "scaled", "cosine")
 
 
 @pytest.mark.parametrize("variant", sorted(VARIANTS))
@@ -74,21 +79,145 @@ def test_contract_shapes_finite_and_every_parameter_learns(variant):
     torch.testing.assert_close(out.temporal_weights.sum(dim=1), torch.ones(2, k_models))
     (out.embedding.square().mean() + out.logits.mean() + out.diversity.mean()).backward()
     no_grad = {name for name, p in model.named_parameters() if p.grad is None or not p.grad.abs().sum() > 0}
-    resnet_scale = variant != "tiny" and model.projection is None
-    assert sorted(no_grad - (ONE_HOT_ENHANCEMENT if resnet_scale else set())) == []
+    one_hot = variant != "tiny" and model.projection is None and model.enhancement.similarity == "inner_product"
+    assert sorted(no_grad - (ONE_HOT_ENHANCEMENT if one_hot else set())) == []
 
 
-def test_enhancement_softmax_is_one_hot_at_resnet_scale():
-    model = VARIANTS["small"](num_frames=3, num_attention_models=2).train()  # ResNet-18, D = 512
+# --- Feature enhancement's similarity (Eq. 1): as printed, ÷ √D, or cosine ----------------------------------------
+
+
+def naive_enhance(x: np.ndarray, w: np.ndarray, b: np.ndarray, sigma: float, fcn_w: np.ndarray, similarity: str):
+    """Eq. 1–4 per clip and component, row i of C pooling into frame i, with Eq. 1's three scales."""
+    batch, frames, k_models, dim = x.shape
+    out = np.zeros_like(x)
+    for clip in range(batch):
+        for k in range(k_models):
+            xk = x[clip, :, k, :].T  # X_k: D × N
+            unit = xk / np.linalg.norm(xk, axis=0, keepdims=True)
+            phi = {"inner_product": xk.T @ xk, "scaled": xk.T @ xk / math.sqrt(dim), "cosine": unit.T @ unit}
+            psi = np.array([[w[i, j] * math.exp(-abs(i - j) / sigma) + b[j] for j in range(frames)]
+                            for i in range(frames)])  # fmt: skip
+            scores = phi[similarity] + psi
+            c = np.exp(scores - scores.max(axis=1, keepdims=True))
+            c /= c.sum(axis=1, keepdims=True)  # Eq. 3
+            for i in range(frames):
+                out[clip, i, k] = fcn_w @ sum(c[i, j] * xk[:, j] for j in range(frames)) + xk[:, i]  # Eq. 4
+    return out
+
+
+@pytest.mark.parametrize("similarity", SIMILARITIES)
+def test_enhancement_matches_the_transcription_for_every_similarity(similarity):
+    x = torch.randn(2, 5, 3, 7, dtype=torch.float64) * 3  # large enough that the three scales differ
+    enhancement = FeatureEnhancement(7, 5, sigma=1.7, similarity=similarity).double()
+    with torch.no_grad():
+        enhancement.w.copy_(torch.randn(5, 5))
+        enhancement.b.copy_(torch.randn(5))
+    want = naive_enhance(x.numpy(), enhancement.w.detach().numpy(), enhancement.b.detach().numpy(), 1.7,
+                         enhancement.fcn.weight.detach().numpy(), similarity)  # fmt: skip
+    np.testing.assert_allclose(enhancement(x).detach().numpy(), want, rtol=1e-10, atol=1e-10)
+    functional_out = functional.enhance_features(x, enhancement.w, enhancement.b, 1.7, enhancement.fcn, similarity)
+    np.testing.assert_allclose(functional_out.detach().numpy(), want, rtol=1e-10, atol=1e-10)
+
+
+def test_similarity_scales():
+    x = torch.randn(2, 4, 3, 16, dtype=torch.float64).relu() * 5
+    inner = functional.feature_similarity(x, "inner_product")
+    torch.testing.assert_close(functional.feature_similarity(x, "scaled"), inner / 4.0)  # √16
+    cosine = functional.feature_similarity(x, "cosine")
+    assert cosine.abs().max() <= 1 + 1e-12
+    torch.testing.assert_close(cosine.diagonal(dim1=-2, dim2=-1), torch.ones(2, 3, 4, dtype=torch.float64))
+    torch.testing.assert_close(functional.feature_similarity(x * 100, "cosine"), cosine)  # scale-free
+    assert functional.feature_similarity(x, "inner_product").shape == (2, 3, 4, 4)  # (B, K, N, N)
+
+
+def test_cosine_similarity_of_a_zero_feature_is_zero_and_keeps_gradients_finite():
+    x = torch.randn(1, 4, 2, 8, dtype=torch.float64)
+    x[0, 1, 0] = 0  # a component that gated nothing but zeros
+    x.requires_grad_(True)
+    phi = functional.feature_similarity(x, "cosine")
+    assert torch.equal(phi[0, 0, 1], torch.zeros(4, dtype=torch.float64))
+    enhancement = FeatureEnhancement(8, 4, sigma=1.0, similarity="cosine").double()
+    enhancement(x).sum().backward()
+    assert torch.isfinite(x.grad).all()
+
+
+def test_unknown_similarity_is_refused():
+    with pytest.raises(ValueError, match="inner_product, scaled, cosine"):
+        FeatureEnhancement(8, 4, sigma=1.0, similarity="dot")
+    with pytest.raises(ValueError, match="inner_product, scaled, cosine"):
+        functional.feature_similarity(torch.rand(1, 4, 2, 8), "dot")
+    with pytest.raises(ValueError, match="enhancement_similarity"):
+        ModelConfig(enhancement_similarity="dot")
+
+
+def with_similarity(model, similarity):
+    """`model` with a fresh feature enhancement of the given similarity (same D, N and σ)."""
+    dim = model.enhancement.fcn.in_features
+    model.enhancement = FeatureEnhancement(dim, model.num_frames, model.enhancement.sigma, similarity=similarity)
+    return model
+
+
+def synthetic_clips(num_frames: int, height: int = 128, width: int = 64) -> torch.Tensor:
+    """Clips (B, N, 3, H, W) of rendered synthetic people (2 identities × 2 cameras): realistic trunk features."""
+    spec = SyntheticSpec(seed=3, num_train_ids=2, num_test_ids=0, num_cameras=2, min_frames=num_frames,
+                         max_frames=num_frames, height=height, width=width)  # fmt: skip
+    frames = [render_annotated(spec, tracklet)[0] for tracklet in plan_tracklets(spec)]  # (N, H, W, 3) uint8 each
+    return torch.from_numpy(np.stack(frames)).permute(0, 1, 4, 2, 3).float() / 255
+
+
+def enhancement_at_init(model, clips):
+    """Backpropagate the training loss of `model` (3 classes) on `clips`; returns Φ, Ψ and C of its enhancement."""
     captured = {}
     model.enhancement.register_forward_hook(lambda module, args, out: captured.update(x=args[0].detach()))
-    model(clips_for(model, size=(96, 64)))
-    x = captured["x"]  # (B, N, K, D)
-    phi = torch.einsum("bikd,bjkd->bkij", x, x)  # Eq. 1
-    psi = functional.temporal_similarity(model.enhancement.w, model.enhancement.b, model.enhancement.sigma)
-    contribution = torch.softmax(phi + psi, dim=-1)  # Eq. 3
+    full_objective_loss(model, clips)[0].backward()
+    enhancement = model.enhancement
+    phi = functional.feature_similarity(captured["x"], enhancement.similarity)  # Eq. 1, (B, K, N, N)
+    psi = functional.temporal_similarity(enhancement.w.detach(), enhancement.b.detach(), enhancement.sigma)  # Eq. 2
+    return phi, psi, torch.softmax(phi + psi, dim=-1)  # Eq. 3
+
+
+def test_inner_product_enhancement_is_one_hot_at_resnet_scale():
+    model = VARIANTS["small"](num_classes=3, num_frames=3, num_attention_models=2).train()  # ResNet-18, D = 512
+    model = with_similarity(model, "inner_product")
+    phi, psi, contribution = enhancement_at_init(model, clips_for(model, size=(96, 64)))
     assert phi.abs().amax() > 100 and psi.abs().amax() <= 1  # Ψ cannot compete with Φ: W, b and σ do nothing
     assert (contribution.amax(dim=-1) > 0.999).all()  # every frame pools (almost) one frame
+
+
+@pytest.mark.parametrize("similarity", ["scaled", "cosine"])
+def test_scaled_and_cosine_enhancement_stay_soft_at_resnet_scale_and_train_w_and_b(similarity):
+    torch.manual_seed(0)
+    model = VARIANTS["small"](num_classes=3, num_frames=4, num_attention_models=2).train()  # ResNet-18, D = 512
+    model = with_similarity(model, similarity)
+    phi, _, contribution = enhancement_at_init(model, synthetic_clips(num_frames=4))
+    num_frames = contribution.shape[-1]
+    entropy = -(contribution * contribution.log()).sum(dim=-1) / math.log(num_frames)  # 1: uniform, 0: one-hot
+    assert contribution.amax(dim=-1).mean() < 0.9 and (contribution.amax(dim=-1) < 0.999).all()  # no row one-hot
+    assert entropy.mean() > 0.3
+    enhancement = model.enhancement
+    assert enhancement.w.grad.norm() > 0.05 and enhancement.b.grad.norm() > 0.05  # "inner_product": 6e-5–2e-2
+    # σ matters too: with W fixed at ones, σ = 0.5 and σ = 4 give other contributions (total variation per row).
+    ones, zeros = torch.ones(num_frames, num_frames), torch.zeros(num_frames)
+    sharp, flat = (torch.softmax(phi + functional.temporal_similarity(ones, zeros, s), dim=-1) for s in (0.5, 4.0))
+    assert 0.5 * (sharp - flat).abs().sum(dim=-1).mean() > 0.05
+
+
+@pytest.mark.parametrize("similarity", SIMILARITIES)
+def test_every_similarity_exports_to_aten_only_and_reloads(tmp_path, similarity):
+    model = with_similarity(drsta_tiny(), similarity)
+    model.train()(clips_for(model, batch=4))  # BatchNorm running statistics that are not their initial values
+    path = save_exported(export_model(model, clips_for(model)), tmp_path / "drsta.pt2")
+    check_program(path.read_bytes(), str(path))  # also done by load_exported: ATen operators only
+    clips = clips_for(model, batch=3)
+    got, want = load_exported(path)(clips), model.eval()(clips)
+    for key in OUTPUT_KEYS:
+        torch.testing.assert_close(got[key], getattr(want, key))
+
+
+@pytest.mark.parametrize("similarity", ["inner_product", "cosine"])  # not the default: they show the wiring
+def test_build_model_passes_the_enhancement_similarity_on(similarity):
+    model = build_model(ModelConfig(backbone="tiny", num_frames=4, enhancement_similarity=similarity))
+    assert model.enhancement.similarity == similarity
 
 
 def test_eval_mode_returns_no_logits_and_is_deterministic():
@@ -112,7 +241,8 @@ def test_forward_matches_the_equations_composed_by_hand():
     )
     gated = torch.einsum("bnkl,bnld->bnkd", maps, cells)
     enhancement = model.enhancement
-    enhanced = functional.enhance_features(gated, enhancement.w, enhancement.b, enhancement.sigma, enhancement.fcn)
+    enhanced = functional.enhance_features(gated, enhancement.w, enhancement.b, enhancement.sigma, enhancement.fcn,
+                                           enhancement.similarity)  # fmt: skip
     pooled, weights = functional.temporal_attention(enhanced, model.temporal_attention.weight)
     torch.testing.assert_close(out.embedding, pooled.flatten(1))
     torch.testing.assert_close(out.temporal_weights, weights)
@@ -429,7 +559,8 @@ def test_authors_variant_composed_by_hand():
     gated, maps = model.spatial_attention(cells)
     features = F.normalize(model.projection.linear(gated), dim=-1)
     enhancement = model.enhancement
-    enhanced = functional.enhance_features(features, enhancement.w, enhancement.b, enhancement.sigma, enhancement.fcn)
+    enhanced = functional.enhance_features(features, enhancement.w, enhancement.b, enhancement.sigma, enhancement.fcn,
+                                           enhancement.similarity)  # fmt: skip
     pooled, weights = functional.temporal_attention(enhanced, model.temporal_attention.weight)
     assert model.embedding_dim == 3 * 8  # K × component_dim
     torch.testing.assert_close(out.embedding, pooled.flatten(1))
