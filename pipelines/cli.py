@@ -10,7 +10,21 @@ from __future__ import annotations
 
 import argparse
 
-from pipelines import demo, embed, evaluate, explain, ingest, jobs, models, search, submit, synth, train, tune
+from pipelines import (
+    benchmark,
+    demo,
+    embed,
+    evaluate,
+    explain,
+    ingest,
+    jobs,
+    models,
+    search,
+    submit,
+    synth,
+    train,
+    tune,
+)
 
 EPILOG = """\
 exit status:
@@ -40,6 +54,7 @@ COMMANDS = {
     "train": train,
     "evaluate": evaluate,
     "tune": tune,
+    "benchmark": benchmark,
     "models": models,
     "embed": embed,
     "search": search,

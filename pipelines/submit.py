@@ -42,7 +42,7 @@ from ray.job_submission import JobStatus, JobSubmissionClient
 
 from pipelines.uris import redact_credentials
 
-COMMANDS = ("train", "tune", "evaluate", "ingest", "models", "embed")
+COMMANDS = ("train", "tune", "benchmark", "evaluate", "ingest", "models", "embed")
 PROJECT = Path(__file__).resolve().parents[1]
 # Not uploaded with the working_dir: environments, history, local stores and outputs (Ray's limit is 500 MiB).
 # gitignore syntax: a leading / anchors at the project root (a bare "data" would drop drsta/data too).
