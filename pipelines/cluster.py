@@ -21,7 +21,8 @@ trials wait for them forever:
 
 Nothing else is touched: a detached group, a group a driver created, a group whose creator actor lives (such as a
 detached actor's group after its job ended: Ray's rule keeps it), and every group of a job that is not drsta's.
-A job is drsta's when its metadata carries `pipelines.ray_runtime.DRSTA_JOB`, which every drsta driver sets.
+A job is drsta's when its metadata carries `pipelines.ray_runtime.DRSTA_JOB`, which every drsta driver sets, or
+when it is the caller's own job (the sweep's driver, also when a notebook or a test session runs the sweep).
 
 The tables are the GCS's, read through Ray's private accessor (`ray._private.state`): only they name a group's
 creator actor and say whether the group is detached (`ray.util.placement_group_table()` has neither field, the
@@ -59,9 +60,12 @@ def leaked_placement_groups(job_id: str | None = None) -> list[gcs_pb2.Placement
         group = gcs_pb2.PlacementGroupTableData.FromString(raw)
         job = group.creator_job_id.hex()
         creator = ray.ActorID(group.creator_actor_id)
-        if group.state == gcs_pb2.PlacementGroupTableData.REMOVED or group.is_detached or job not in drsta_jobs:
+        # The caller's own job runs drsta code (a sweep, also one started from a notebook or a test session
+        # whose driver did not come from `connect` and so carries no mark).
+        ours = job in drsta_jobs or job == job_id
+        if group.state == gcs_pb2.PlacementGroupTableData.REMOVED or group.is_detached or not ours:
             continue
-        if creator.is_nil() or not (drsta_jobs[job] or job == job_id):  # a driver's own group; a live other job
+        if creator.is_nil() or not (drsta_jobs.get(job, False) or job == job_id):  # a driver's group; a live job
             continue
         if state.actor_table(creator.hex()).get("State", "DEAD") == "DEAD":  # GCS forgets old dead actors
             leaked.append(group)
