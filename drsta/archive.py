@@ -4,8 +4,8 @@
 five ways (torch 2.14, `torch/export/pt2_archive/_package.py`, `torch/_export/serde/serialize.py`,
 `torch/export/_unlift.py`):
 - weights or constants marked `use_pickle`, custom or opaque objects, and legacy `.pt` state files are
-  unpickled with `weights_only=False`;
-- sample inputs that fail `weights_only=True` are unpickled again with `weights_only=False`;
+  unpickled by the full unpickler (`weights_only` off);
+- sample inputs that fail `weights_only=True` are unpickled again by the full unpickler;
 - the graph's symbolic shapes (`expr_str`) are parsed by `sympy.sympify`, which calls `eval`;
 - `ExportedProgram.module()` compiles the archive's `guards_code` strings with `exec` into a check that runs
   on every call;
@@ -149,7 +149,7 @@ def _check_payload_config(config: Any, prefix: str, where: str) -> None:
 
 
 def _check_weights_only(data: bytes, name: str) -> None:
-    # torch would retry a failed weights_only load with weights_only=False: only a safe load may pass.
+    # torch would retry a failed weights_only load with the full unpickler: only a safe load may pass.
     try:
         torch.load(io.BytesIO(data), weights_only=True)
     except Exception as err:  # any failure of the safe unpickler means the file needs the unsafe one
