@@ -92,17 +92,21 @@ def test_only_drsta_groups_nobody_can_use_are_released(ray_cluster):
     try:
         leak = json.loads(orphan.stdout.readline())
         assert leak["group"] in live_groups()  # Ray keeps it while the job lives: nobody will use or remove it
-        assert release_leaked_placement_groups(this_job) == []
         assert release_leaked_placement_groups() == []  # the ended drsta job's group has a live (detached) creator
         assert release_leaked_placement_groups(leak["job"]) == [leak["group"]]
         assert release_leaked_placement_groups(leak["job"]) == []
         live = live_groups()
         assert leak["group"] not in live and {own.id.hex(), kept, not_drsta, ended_job["group"]} <= live
+        # Named as the caller's own job, the unmarked test driver's job counts as drsta's (a sweep run from a test
+        # session or a notebook cleans up after its own stopped trials): its orphan goes, its live groups stay.
+        assert release_leaked_placement_groups(this_job) == [not_drsta]
+        assert {own.id.hex(), kept} <= live_groups()
     finally:
         orphan.communicate("\n", timeout=120)
         ray.kill(ray.get_actor("test-cluster-creator", namespace="test-cluster"))
         for group_id in (own.id.hex(), kept, not_drsta):
-            remove(group_id)
+            if group_id in live_groups():
+                remove(group_id)
         ray.kill(alive_creator)
 
 
