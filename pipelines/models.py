@@ -39,6 +39,7 @@ from pipelines.evaluate import evaluate_program, registered_program
 from pipelines.model_files import load_model_dir
 from pipelines.ray_runtime import ADDRESS_HELP, connect, disconnect
 from pipelines.tracking import (
+    LOCK_SUFFIX,
     download_registered,
     existing_tracking_uri,
     get_alias_version,
@@ -50,7 +51,6 @@ from pipelines.uris import redact_credentials
 log = logging.getLogger(__name__)
 
 PROTOCOL = "cmc-map/same-camera-ignored/chunk-middle-frames"
-LOCK_SUFFIX = ".promotion-lock"
 HISTORY_TAG = "promotion."  # registered-model tags promotion.000001, promotion.000002, ...: one per promotion
 ATTEMPTS = 3
 

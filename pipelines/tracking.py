@@ -57,6 +57,8 @@ further models of the same run go to model-2, model-3, ..."""
 
 _T = TypeVar("_T")
 _END_STATUSES = ("FINISHED", "FAILED", "KILLED")
+LOCK_SUFFIX = ".promotion-lock"
+"""Registered models named NAME + this are promotion locks (`pipelines.models.promotion_lock`), not models."""
 _MODEL_URI = re.compile(r"models:/(?P<name>[^/@]+)(?:/(?P<version>[^/@]+)|@(?P<alias>[^/@]+))")
 
 
@@ -476,7 +478,7 @@ def get_registered_model(client: MlflowClient, name: str) -> RegisteredModel:
         if err.error_code != ErrorCode.Name(RESOURCE_DOES_NOT_EXIST):
             raise
     models = client.search_registered_models(max_results=100)
-    names = sorted(model.name for model in models if not model.name.endswith(".promotion-lock"))  # see models.py
+    names = sorted(model.name for model in models if not model.name.endswith(LOCK_SUFFIX))
     raise ValueError(f"no registered model {name!r}; registered models: {names or 'none'}")
 
 
