@@ -5,9 +5,9 @@
     python benchmarks/ablation.py --from-mlflow [--name ablation] [--tracking-uri URI] [--epoch final|best]
     python benchmarks/ablation.py --smoke      # tiny trunk, 2 epochs, 1 seed, a tiny synthetic set: minutes
 
-The sweep is `drsta tune --space tune_spaces/ablation.yaml --manifest DIR --name ablation` (the grid of
-tune_spaces/ablation.yaml: 6 variants × 3 seeds of configs/synthetic_cpu.yaml, every trial all epochs, ~1.5 h on a
-2-core CPU; the same file runs on a cluster). Without --manifest, the default synthetic set (`drsta synth`:
+The sweep is `drsta tune --space ablation --manifest DIR --name ablation` (the grid of the built-in space
+drsta/tune_spaces/ablation.yaml: 6 variants × 3 seeds of the `synthetic_cpu` config, every trial all epochs, ~1.5 h
+on a 2-core CPU; the same file runs on a cluster). Without --manifest, the default synthetic set (`drsta synth`:
 60 + 60 identities, 3 cameras, 128×64, with ground truth) is generated and ingested into --data first. With
 --from-mlflow nothing runs: the table is read from the finished sweep's child runs.
 
@@ -34,15 +34,15 @@ import yaml
 
 from drsta.config import ExperimentConfig
 from drsta.data.synthetic import SyntheticSpec, generate
+from drsta.resources import resolve_config, resolve_space
 from drsta.search_space import SearchSpace
 from pipelines.ingest import ingest
 from pipelines.ray_runtime import connect, disconnect
 from pipelines.tracking import default_tracking_uri, flatten_params
 
-SPACE = Path(__file__).parents[1] / "tune_spaces" / "ablation.yaml"
 SCORE = "val/mAP"
 
-# The paper's rows, by the variant names of tune_spaces/ablation.yaml (others are shown by their name).
+# The paper's rows, by the variant names of the `ablation` space (others are shown by their name).
 ROWS = {
     "tp_baseline": "(1) temporal average pooling, global feature",
     "spatial_attention": "(2) spatial attention, λ = 0",
@@ -310,7 +310,7 @@ def synthetic_set(spec: SyntheticSpec, root: Path, address: str | None) -> Path:
 def smoke_space(space_path: Path, out: Path) -> Path:
     """A copy of the space for --smoke: SMOKE_OVERRIDES on top of its overrides, its first seed, grace = epochs."""
     data = yaml.safe_load(space_path.read_text())
-    data["base_config"] = str((space_path.parent / data["base_config"]).resolve())
+    data["base_config"] = str(resolve_config(data["base_config"], relative_to=space_path.parent).resolve())
     data["overrides"] = data.get("overrides", {}) | SMOKE_OVERRIDES
     data["scheduler"] = data.get("scheduler", {}) | {"grace_period": SMOKE_OVERRIDES["optim.epochs"]}
     seeds = data["params"]["seed"]["bundles"]
@@ -334,7 +334,8 @@ def run_sweep(space_path: Path, manifest: Path, name: str, args: argparse.Namesp
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--space", type=Path, default=SPACE, help="the ablation space (default: %(default)s)")
+    parser.add_argument("--space", default="ablation", help="the ablation space: a path or a built-in name "
+                        "(default: %(default)s)")  # fmt: skip
     parser.add_argument("--manifest", type=Path, help="an ingested synthetic set (default: generate one in --data)")
     parser.add_argument("--data", type=Path, default=Path("data/ablation"), help="where to generate the set")
     parser.add_argument("--name", default="ablation", help="the sweep's name (MLflow tag drsta_sweep)")
@@ -347,12 +348,13 @@ def main() -> None:
     parser.add_argument("--epoch", choices=["final", "best"], default="final", help="which evaluation of a trial")
     parser.add_argument("--smoke", action="store_true", help="tiny trunk, 2 epochs, 1 seed, tiny set (temporary)")
     args = parser.parse_args()
+    space_path = resolve_space(args.space)
     if args.smoke:
         with tempfile.TemporaryDirectory(prefix="drsta-ablation-smoke-") as tmp:
             root = Path(tmp)
             uri = f"sqlite:///{root / 'mlflow.db'}"
             args.storage_path = str(root / "ray_results")
-            space = smoke_space(args.space, root / "ablation-smoke.yaml")
+            space = smoke_space(space_path, root / "ablation-smoke.yaml")
             run_sweep(space, synthetic_set(SMOKE_SET, root, args.address), args.name, args, uri)
             print(report(uri, args.name, space, args.epoch, ["python benchmarks/ablation.py --smoke"]))
         return
@@ -364,12 +366,12 @@ def main() -> None:
             manifest = synthetic_set(SyntheticSpec(), args.data, args.address)
             commands.append(f"drsta synth --out {args.data / 'synth'} && drsta ingest --dataset videos --root "
                             f"{args.data / 'synth'} --out {manifest}")  # fmt: skip
-        run_sweep(args.space, manifest, args.name, args, uri)
+        run_sweep(space_path, manifest, args.name, args, uri)
     commands += [
         f"drsta tune --space {args.space} --manifest {manifest or 'DIR'} --name {args.name} --tracking-uri {uri}",
         f"python benchmarks/ablation.py --from-mlflow --name {args.name} --tracking-uri {uri} --epoch {args.epoch}",
     ]
-    print(report(uri, args.name, args.space, args.epoch, commands))
+    print(report(uri, args.name, space_path, args.epoch, commands))
 
 
 if __name__ == "__main__":

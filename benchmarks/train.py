@@ -1,6 +1,6 @@
 """Ray Train's throughput against a plain single-process PyTorch loop, same model, same data, same decoding.
 
-    python benchmarks/train.py [--manifest DIR] [--epochs 3] [--config configs/synthetic_cpu.yaml]
+    python benchmarks/train.py [--manifest DIR] [--epochs 3] [--config synthetic_cpu]
 
 Without --manifest a synthetic set is generated and ingested first. Each figure is the clips/s of the last
 epoch (steady state: processes up, imports done); the ratio column compares with the plain loop, which
@@ -89,7 +89,7 @@ def ray_train(cfg: ExperimentConfig, workers: int, epochs: int, root: Path) -> f
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--manifest", type=Path, help="an ingested manifest (default: generate a synthetic one)")
-    parser.add_argument("--config", type=Path, default=Path("configs/synthetic_cpu.yaml"))
+    parser.add_argument("--config", type=Path, default=Path("synthetic_cpu"), help="a path or a built-in config's name")
     parser.add_argument("--epochs", type=int, default=3)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:

@@ -1,6 +1,6 @@
 """What Ray Train and Ray Tune add per trial on top of the bare training time.
 
-    python benchmarks/tune.py [--manifest DIR] [--space tune_spaces/smoke.yaml] [--trials 3] [--epochs 3]
+    python benchmarks/tune.py [--manifest DIR] [--space smoke] [--trials 3] [--epochs 3]
 
 Without --manifest a small synthetic set is generated and ingested first. "Bare" is the time the workers
 spend inside epochs (training and evaluation: the `time/epoch_s` every run logs); everything else in a run's
@@ -35,7 +35,7 @@ def bare_seconds(client: mlflow.MlflowClient, run_id: str) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--manifest", type=Path, help="an ingested manifest (default: generate a small one)")
-    parser.add_argument("--space", type=Path, default=Path("tune_spaces/smoke.yaml"))
+    parser.add_argument("--space", type=Path, default=Path("smoke"), help="a path or a built-in space's name")
     parser.add_argument("--trials", type=int, default=3)
     parser.add_argument("--epochs", type=int, default=3)
     args = parser.parse_args()

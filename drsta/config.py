@@ -12,6 +12,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from drsta.io import read_yaml
+from drsta.resources import CONFIG_DIR, resolve_config
 
 
 class _Strict(BaseModel):
@@ -20,9 +21,9 @@ class _Strict(BaseModel):
 
 class ModelConfig(_Strict):
     """The DRSTA architecture. Defaults are the paper's model (but for `enhancement_similarity`, whose printed form
-    does nothing at ResNet scale: configs/paper.yaml keeps it); the other values of `spatial_pooling`,
+    does nothing at ResNet scale: the `paper` config keeps it); the other values of `spatial_pooling`,
     `temporal_pooling`, `feature_enhancement` give the ablation's rows, and `attention_head`, `component_dim` the
-    authors' public code (configs/authors_code.yaml)."""
+    authors' public code (the `authors_code` config)."""
 
     backbone: Literal["resnet50", "resnet18", "tiny"] = Field(
         "resnet50", description="frame trunk; resnet50 is the paper's (D = 2048), tiny is for CPU tests"
@@ -238,17 +239,17 @@ class ExperimentConfig(_Strict):
 
     @classmethod
     def from_yaml(cls, path: str | Path) -> ExperimentConfig:
-        path = Path(path)
-        if not path.is_file():
-            raise FileNotFoundError(f"config file {path} not found")
-        data = read_yaml(path, "fix the file (configs/default.yaml shows every key)")
+        """Load and validate a config file: a path, or a built-in config's name (`paper`, see
+        `drsta.resources.config_names`)."""
+        path = resolve_config(path)
+        every_key = f"{CONFIG_DIR / 'default.yaml'} shows every key"
+        data = read_yaml(path, f"fix the file ({every_key})")
         if data is None:
             data = {}  # an empty file: every default
         if not isinstance(data, dict):
             sections = ", ".join(cls.model_fields)
             raise ValueError(
-                f"{path} must hold a mapping of sections ({sections}), got a YAML {type(data).__name__}; "
-                "see configs/default.yaml"
+                f"{path} must hold a mapping of sections ({sections}), got a YAML {type(data).__name__}; {every_key}"
             )
         return cls.from_dict(data, source=str(path))
 

@@ -1,8 +1,8 @@
-"""Search spaces over the experiment config (`tune_spaces/*.yaml`), validated strictly before any trial runs.
+"""Search spaces over the experiment config (`drsta/tune_spaces/*.yaml`), validated strictly before any trial runs.
 
 A space names a base config, fixed overrides, and a distribution per searched key:
 
-    base_config: ../configs/synthetic_cpu.yaml      # relative to the space file
+    base_config: ../configs/synthetic_cpu.yaml      # relative to the space file, or a built-in config's name
     searcher: optuna                                 # optuna | random | grid
     num_samples: 32
     max_concurrent: 4
@@ -47,6 +47,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from drsta.config import ExperimentConfig, describe_errors
 from drsta.io import read_yaml
+from drsta.resources import SPACE_DIR, resolve_config, resolve_space
 
 DISTRIBUTIONS = ("choice", "uniform", "loguniform", "randint", "bundles")
 
@@ -138,16 +139,15 @@ class SearchSpace(BaseModel):
 
     @classmethod
     def from_yaml(cls, path: str | Path) -> tuple[SearchSpace, ExperimentConfig]:
-        """Load and validate a space file; returns it with its base config (overrides applied)."""
-        path = Path(path)
-        if not path.is_file():
-            raise FileNotFoundError(f"search space {path} not found (see tune_spaces/ for examples)")
-        data = read_yaml(path, "fix the file (tune_spaces/ has examples)")
+        """Load and validate a space file (a path, or a built-in space's name: `demo`, see
+        `drsta.resources.space_names`); returns it with its base config (overrides applied)."""
+        path = resolve_space(path)
+        data = read_yaml(path, f"fix the file ({SPACE_DIR} has examples)")
         if not isinstance(data, dict):
             got = "an empty file" if data is None else f"a YAML {type(data).__name__}"
             raise ValueError(
                 f"{path}: expected a mapping with params (and base_config, searcher, ...), got {got}; "
-                "see tune_spaces/ for examples"
+                f"see {SPACE_DIR} for examples"
             )
         try:
             space = cls.model_validate(data)
@@ -158,11 +158,10 @@ class SearchSpace(BaseModel):
     def _base(self, path: Path) -> ExperimentConfig:
         base = ExperimentConfig()
         if self.base_config is not None:
-            base_path = path.parent / self.base_config
-            if not base_path.is_file():
-                raise FileNotFoundError(
-                    f"{path}: base_config {self.base_config} not found (it is relative to the space file: {base_path})"
-                )
+            try:
+                base_path = resolve_config(self.base_config, relative_to=path.parent)
+            except FileNotFoundError as err:
+                raise FileNotFoundError(f"{path}: base_config {err}") from None
             base = ExperimentConfig.from_yaml(base_path)
         try:
             base = base.with_overrides(self.overrides)

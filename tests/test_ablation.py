@@ -1,5 +1,5 @@
-"""The ablation: tune_spaces/ablation.yaml is the paper's rows × seeds, and benchmarks/ablation.py's table read from
-MLflow child runs made here in a temporary SQLite store (no training)."""
+"""The ablation: the built-in space `ablation` is the paper's rows × seeds, and benchmarks/ablation.py's table read
+from MLflow child runs made here in a temporary SQLite store (no training)."""
 
 import importlib.util
 import itertools
@@ -12,11 +12,12 @@ import pytest
 from mlflow.entities import Metric, Param
 
 from drsta.config import ExperimentConfig
+from drsta.resources import CONFIG_DIR, SPACE_DIR
 from drsta.search_space import SearchSpace
 from pipelines.tracking import flatten_params
 
 ROOT = Path(__file__).parents[1]
-SPACE = ROOT / "tune_spaces" / "ablation.yaml"
+SPACE = SPACE_DIR / "ablation.yaml"
 
 
 def load_benchmark():
@@ -50,7 +51,7 @@ def row(cfg: ExperimentConfig) -> tuple:
 
 def test_the_ablation_is_one_grid_of_the_papers_rows_times_three_seeds_on_the_cpu_config():
     space, base = SearchSpace.from_yaml(SPACE)
-    cpu = ExperimentConfig.from_yaml(ROOT / "configs" / "synthetic_cpu.yaml")
+    cpu = ExperimentConfig.from_yaml(CONFIG_DIR / "synthetic_cpu.yaml")
     assert base == cpu.with_overrides({"train.registered_model": None})
     assert space.searcher == "grid" and space.scheduler.grace_period == base.optim.epochs  # no trial stops early
     grid = space.grid()

@@ -14,10 +14,11 @@ from PIL import Image
 from scipy.io import savemat
 
 from drsta.config import ExperimentConfig
+from drsta.resources import CONFIG_DIR
 from pipelines import benchmark, cli
 from pipelines.benchmark import format_table, parse_splits, summarize
 
-TINY = Path(__file__).parents[1] / "configs" / "tiny.yaml"
+TINY = CONFIG_DIR / "tiny.yaml"
 PERSONS = [1, 2, 4, 5, 7, 9, 10, 12]  # numbers with gaps, as in the real set
 NUM_SPLITS = 3
 

@@ -54,7 +54,7 @@ def test_help_documents_the_exit_statuses(capsys):
     [
         ("model:\n  sigma: 1\n bad: [\n", r"bad\.yaml line 3 column 2: not valid YAML"),
         (b"model:\n  sigma: \xff\xfe\x00\n", r"bad\.yaml.*not valid YAML"),
-        ("- 1\n- 2\n", r"bad\.yaml must hold a mapping of sections .*got a YAML list; see configs/default\.yaml"),
+        ("- 1\n- 2\n", r"bad\.yaml must hold a mapping of sections .*got a YAML list; .*default\.yaml shows every key"),
         ("model:\n  num_atention_models: 4\n", r"model\.num_atention_models: unknown key .*known keys are backbone"),
     ],
     ids=["syntax", "not-text", "not-a-mapping", "unknown-key"],

@@ -1,18 +1,16 @@
 """Configuration: strict validation, the shipped YAML files, and the round trip."""
 
-from pathlib import Path
-
 import pytest
 import yaml
 
 from drsta.config import ExperimentConfig, ModelConfig
+from drsta.resources import CONFIG_DIR
 
-CONFIG_DIR = Path(__file__).parents[1] / "configs"
 CONFIGS = sorted(CONFIG_DIR.glob("*.yaml"))
 
 
 def test_default_yaml_is_the_serialized_default_config():
-    assert ExperimentConfig.from_yaml(Path(__file__).parents[1] / "configs" / "default.yaml") == ExperimentConfig()
+    assert ExperimentConfig.from_yaml(CONFIG_DIR / "default.yaml") == ExperimentConfig()
 
 
 @pytest.mark.parametrize("path", CONFIGS, ids=[p.name for p in CONFIGS])

@@ -12,6 +12,7 @@ from PIL import Image
 
 from drsta.config import ExperimentConfig
 from drsta.model import build_model
+from drsta.resources import CONFIG_DIR
 from pipelines.cli import main
 from pipelines.tracking import RunTracker, default_tracking_uri, log_model, set_alias
 from pipelines.train import read_run_record, resolve_paths, write_run_record
@@ -19,7 +20,7 @@ from pipelines.train import read_run_record, resolve_paths, write_run_record
 pytestmark = pytest.mark.integration
 
 os.environ["MLFLOW_DISABLE_TELEMETRY"] = "true"
-TINY = Path(__file__).parents[1] / "configs" / "tiny.yaml"
+TINY = CONFIG_DIR / "tiny.yaml"
 
 
 @pytest.fixture(scope="module")

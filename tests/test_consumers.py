@@ -13,12 +13,13 @@ from drsta.data.decode import probe, read_clip
 from drsta.data.sampling import evaluation_indices
 from drsta.engine import clips_to_input
 from drsta.model import build_model
+from drsta.resources import CONFIG_DIR
 from pipelines.cli import main
 from pipelines.tracking import RunTracker, log_model, set_alias
 
 pytestmark = pytest.mark.integration
 
-TINY = Path(__file__).parents[1] / "configs" / "tiny.yaml"
+TINY = CONFIG_DIR / "tiny.yaml"
 
 
 @pytest.fixture(scope="module")

@@ -7,11 +7,12 @@ from pathlib import Path
 
 import pytest
 
+from drsta.resources import SPACE_DIR
 from pipelines import cli
 from pipelines.demo import CLAIM_GOALS, claims_table
 
 SCRIPT = Path(sys.executable).parent / "drsta"  # installed beside the interpreter by `pip install -e .`
-SMOKE = Path(__file__).parents[1] / "tune_spaces" / "smoke.yaml"
+SMOKE = SPACE_DIR / "smoke.yaml"
 
 
 @pytest.mark.integration

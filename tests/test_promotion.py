@@ -11,13 +11,14 @@ import torch
 
 from drsta.config import ExperimentConfig
 from drsta.model import build_model
+from drsta.resources import CONFIG_DIR
 from pipelines.models import LOCK_SUFFIX, promote, promotion_history, promotion_lock, record_promotion
 from pipelines.tracking import RunTracker, get_alias_version, log_model, set_alias
 
 pytestmark = pytest.mark.integration
 
 os.environ["MLFLOW_DISABLE_TELEMETRY"] = "true"
-TINY = Path(__file__).parents[1] / "configs" / "tiny.yaml"
+TINY = CONFIG_DIR / "tiny.yaml"
 
 
 def _store(tmp_path: Path) -> tuple[str, mlflow.MlflowClient]:

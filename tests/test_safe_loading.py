@@ -27,6 +27,7 @@ from drsta.archive import UnsafeModelError, check_program, load_program
 from drsta.config import ExperimentConfig
 from drsta.engine import load_state
 from drsta.model import build_model
+from drsta.resources import CONFIG_DIR
 from pipelines.cli import main
 from pipelines.embed import MODEL_URI_KEY
 from pipelines.inference import load_pulled
@@ -36,7 +37,7 @@ from pipelines.tracking import RunTracker, load_registered, log_model, set_alias
 pytestmark = pytest.mark.integration
 
 os.environ["MLFLOW_DISABLE_TELEMETRY"] = "true"
-TINY = Path(__file__).parents[1] / "configs" / "tiny.yaml"
+TINY = CONFIG_DIR / "tiny.yaml"
 
 
 class Payload:

@@ -5,9 +5,11 @@ from pathlib import Path
 import pytest
 import yaml
 
+from drsta.config import ExperimentConfig
+from drsta.resources import CONFIG_DIR, SPACE_DIR
 from drsta.search_space import SearchSpace, expand_bundles
 
-SPACES = sorted((Path(__file__).parents[1] / "tune_spaces").glob("*.yaml"))
+SPACES = sorted(SPACE_DIR.glob("*.yaml"))
 
 
 @pytest.mark.parametrize("path", SPACES, ids=[p.name for p in SPACES])
@@ -80,8 +82,17 @@ def test_unknown_top_level_key_lists_the_known_ones(tmp_path):
 
 def test_missing_base_config_names_the_space_file(tmp_path):
     path = write(tmp_path, {"base_config": "../nope.yaml", "params": {"model.sigma": {"choice": [1.0]}}})
-    with pytest.raises(FileNotFoundError, match=r"space\.yaml: base_config \.\./nope\.yaml not found .*relative to"):
+    with pytest.raises(FileNotFoundError, match=r"space\.yaml: base_config \.\./nope\.yaml not found: .*relative to"):
         SearchSpace.from_yaml(path)
+
+
+def test_base_config_is_a_path_relative_to_the_space_file_or_a_built_in_name(tmp_path):
+    params = {"model.sigma": {"choice": [1.0]}}
+    (tmp_path / "mine.yaml").write_text("optim: {epochs: 3}\n")
+    _, base = SearchSpace.from_yaml(write(tmp_path, {"base_config": "mine.yaml", "params": params}))
+    assert base.optim.epochs == 3
+    _, base = SearchSpace.from_yaml(write(tmp_path, {"base_config": "tiny", "params": params}))
+    assert base == ExperimentConfig.from_yaml(CONFIG_DIR / "tiny.yaml")
 
 
 # --- Bundles: one param setting several keys at once (an ablation's variants, seeds) --------------------------------

@@ -19,13 +19,14 @@ import torch
 from drsta.config import ExperimentConfig
 from drsta.data.manifest import read_manifest
 from drsta.engine import clips_to_input
+from drsta.resources import CONFIG_DIR
 from pipelines.inference import footage, load_model, read_footage
 from pipelines.submit import redact_output, without_credentials
 from pipelines.tracking import set_alias
 from pipelines.train import load_trained_model, not_recorded
 from tests.local_cluster import local_ray_cluster, mlflow_credentials, mlflow_server
 
-TINY = Path(__file__).parents[1] / "configs" / "tiny.yaml"
+TINY = CONFIG_DIR / "tiny.yaml"
 TOKEN_VARS = ("RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH", "RAY_ADDRESS", "RAY_API_SERVER_ADDRESS")
 CREDENTIAL_VARS = ("MLFLOW_TRACKING_URI", "MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD",
                    "MLFLOW_TRACKING_TOKEN")  # fmt: skip

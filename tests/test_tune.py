@@ -4,7 +4,6 @@ the champion alias, resources freed after early stops."""
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import mlflow
 import pytest
@@ -14,6 +13,7 @@ import torch
 import yaml
 
 from drsta.model import build_model
+from drsta.resources import SPACE_DIR
 from drsta.search_space import SearchSpace
 from pipelines.models import promote
 from pipelines.tracking import RunTracker, get_alias_version, log_model
@@ -21,7 +21,7 @@ from pipelines.tune import sweep, tune_config, tune_distribution
 
 pytestmark = pytest.mark.integration
 
-SMOKE = Path(__file__).parents[1] / "tune_spaces" / "smoke.yaml"
+SMOKE = SPACE_DIR / "smoke.yaml"
 
 
 def test_smoke_sweep_stops_some_trials_early_and_promotes_the_best(manifest, tmp_path, ray_cluster):

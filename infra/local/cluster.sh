@@ -9,8 +9,9 @@
 #
 # Defaults fit a 2-core machine: a 1-CPU head and one 2-CPU worker (logical CPUs may exceed the cores); nodes
 # get no GPUs. --port / --dashboard-port 0 (the default) pick free ports. `source STATE_DIR/env` then points
-# `ray job`, `ray.init()` and drsta at the cluster (job drivers run on the head: give them absolute paths):
-#   ray job submit -- drsta train --config "$PWD/configs/synthetic_cpu.yaml" --manifest "$PWD/data/synth-ingest"
+# `ray job`, `ray.init()` and drsta at the cluster (job drivers run on the head: give them absolute paths, or
+# the names of the built-in configs):
+#   ray job submit -- drsta train --config synthetic_cpu --manifest "$PWD/data/synth-ingest"
 #
 # Needs `ray` on PATH (activate .venv) or RAY=/path/to/ray; its environment's python is used too.
 # STATE_DIR (PID files, logs, the token, `env`) is private: without --dir, `up` makes a new one (mktemp -d) and
