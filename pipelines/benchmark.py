@@ -1,9 +1,5 @@
 """Evaluate by the iLIDS-VID / PRID2011 protocol in one command: mean ± std over the splits, each split a run.
 
-    drsta benchmark --dataset ilidsvid --root data/iLIDS-VID --out bench/ilidsvid [--splits all|0,3,5]
-                    [--config configs/paper.yaml] [--set optim.epochs=50 ...] [--max-concurrent 2]
-                    [--address auto] [--tracking-uri http://HEAD:5000]
-
 The protocol (Wang et al. 2014; Li et al. 2018): 10 random half/half splits of the identities; train on one half
 (both cameras), query the other half's first-camera tracklets against its second-camera ones; report the mean over
 the splits. Each split S is ingested into OUT/ingest/split-S (as `drsta ingest --split S`), trained as run
@@ -46,13 +42,13 @@ from drsta.io import read_json, write_atomic
 from drsta.metrics import mean_over_splits
 from pipelines import ingest
 from pipelines.cluster import ReleaseLeakedPlacementGroups
-from pipelines.ray_runtime import ADDRESS_HELP, disconnect
+from pipelines.commands import parse_settings
+from pipelines.ray_runtime import disconnect
 from pipelines.tracking import default_tracking_uri, flatten_params, get_or_create_experiment
 from pipelines.train import (
     SCORE,
     artifact_location,
     init_ray,
-    parse_settings,
     read_run_record,
     run_started,
     storage_path,
@@ -362,19 +358,6 @@ def _listed(splits: Sequence[int] | Mapping[int, Any]) -> str:
 def _last_line(error: BaseException) -> str:
     """The last line of an error from a trial (Ray's carry the remote traceback before the message)."""
     return (str(error).strip().splitlines() or [type(error).__name__])[-1]
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--dataset", required=True, choices=sorted(DATASETS), help="the dataset (split protocol)")
-    parser.add_argument("--root", type=Path, required=True, help="the dataset's directory (as for drsta ingest)")
-    parser.add_argument("--out", type=Path, required=True, help="output: ingests, runs, results.md; to resume, again")
-    parser.add_argument("--splits", default="all", help="'all' (default) or split indices, e.g. 0,3,5")
-    parser.add_argument("--config", type=Path, help="experiment YAML (default: the built-in defaults)")
-    parser.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
-                        help="override any config value, e.g. --set optim.epochs=50 (repeatable)")  # fmt: skip
-    parser.add_argument("--max-concurrent", type=int, default=2, help="splits trained at once (default 2)")
-    parser.add_argument("--tracking-uri", help="MLflow tracking URI (default: sqlite:///mlflow.db here)")
-    parser.add_argument("--address", help=ADDRESS_HELP)
 
 
 def run(args: argparse.Namespace) -> None:

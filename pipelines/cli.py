@@ -1,6 +1,4 @@
-"""The `drsta` command: one subcommand per pipeline (more arrive with each pipeline).
-
-    drsta demo [--out demo-output]
+"""The `drsta` command: parse (`pipelines.commands`), then import and run the one subcommand asked for.
 
 Errors are one line, `drsta CMD: error: ...`, never a traceback; the exit status (`drsta --help`) says whether
 the usage was bad (2) or the work failed (1).
@@ -8,35 +6,17 @@ the usage was bad (2) or the work failed (1).
 
 from __future__ import annotations
 
-import argparse
+import importlib
+import logging
+import os
 
-from pipelines import (
-    benchmark,
-    demo,
-    embed,
-    evaluate,
-    explain,
-    ingest,
-    jobs,
-    models,
-    search,
-    submit,
-    synth,
-    train,
-    tune,
-)
+from pipelines.commands import COMMANDS, build_parser
 
-EPILOG = """\
-exit status:
-  0  done
-  1  the work failed: e.g. too many tracklets failed validation (ingest: finished chunks are kept and
-     a re-run resumes), inputs could not be decoded (embed), a submitted job failed (submit)
-  2  bad usage: a bad flag or value, a missing or ill-formed input file, an output that already exists
-     (checked before any work starts wherever possible)
-"""
 
-# The work failed (exit status 1). Checked before USAGE_ERRORS. (embed and submit exit with 1 themselves.)
-WORK_FAILED: tuple[type[Exception], ...] = (ingest.TooManyBadTracklets,)
+class WorkFailed(RuntimeError):
+    """The work failed though the usage was right (exit status 1): a trial errored, too many bad tracklets, ..."""
+
+
 # Bad usage (exit status 2): what the commands raise for a bad flag, value or file (STYLE.md rule 11).
 USAGE_ERRORS: tuple[type[Exception], ...] = (
     ValueError,
@@ -46,40 +26,34 @@ USAGE_ERRORS: tuple[type[Exception], ...] = (
     IsADirectoryError,
     PermissionError,
 )
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+VERBOSE_VARIABLE = "DRSTA_VERBOSE"  # "1": Ray's own output too (pipelines.console); a local Ray inherits it
+# Without --verbose: Ray Data's progress bars and INFO logs off (read by Ray Data in every process it starts).
+QUIET_RAY = {"RAY_DATA_DISABLE_PROGRESS_BARS": "1", "RAY_DATA_LOG_LEVEL": "WARNING"}
 
-COMMANDS = {
-    "demo": demo,
-    "synth": synth,
-    "ingest": ingest,
-    "train": train,
-    "evaluate": evaluate,
-    "tune": tune,
-    "benchmark": benchmark,
-    "models": models,
-    "embed": embed,
-    "search": search,
-    "explain": explain,
-    "submit": submit,
-    "jobs": jobs,
-}
+
+def configure_logging(level: str, verbose: bool = False) -> None:
+    """drsta's loggers at `level` on stderr; every other library's at warning; Ray's own output only if verbose.
+
+    Runs before any command module is imported: Ray Data reads its settings from the environment at import.
+    """
+    logging.basicConfig(level=logging.WARNING, format=LOG_FORMAT, datefmt="%H:%M:%S")
+    for name in ("drsta", "pipelines"):
+        logging.getLogger(name).setLevel(level.upper())
+    os.environ[VERBOSE_VARIABLE] = "1" if verbose else "0"
+    if not verbose:
+        for key, value in QUIET_RAY.items():
+            os.environ.setdefault(key, value)
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(
-        prog="drsta",
-        description="DRSTA video person re-identification on Ray",
-        epilog=EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    subcommands = parser.add_subparsers(dest="command", required=True)
-    for name, module in COMMANDS.items():
-        sub = subcommands.add_parser(name, help=(module.__doc__ or "").splitlines()[0])
-        module.add_arguments(sub)
-        sub.set_defaults(run=module.run)
+    parser = build_parser()
     args = parser.parse_args(argv)
+    configure_logging(args.log_level, args.verbose)
+    command = importlib.import_module(COMMANDS[args.command].module)
     try:
-        args.run(args)
-    except WORK_FAILED as err:
+        command.run(args)
+    except WorkFailed as err:  # before USAGE_ERRORS: a WorkFailed is no ValueError, but keep the order explicit
         parser.exit(1, f"drsta {args.command}: error: {err}\n")
     except USAGE_ERRORS as err:
         parser.exit(2, f"drsta {args.command}: error: {err}\n")

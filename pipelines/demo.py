@@ -1,8 +1,6 @@
 """The main job end to end on this machine: synthetic videos → ingest → a sweep over K, σ and λ (each trial
 a 2-worker Ray Train run) → the champion in the MLflow registry → pulled → evaluated → a results table.
 
-    drsta demo [--out demo-output] [--space tune_spaces/demo.yaml] [--train-ids 16] [--test-ids 12]
-
 Everything goes under --out: the videos, the manifest, Ray's trial storage, the SQLite MLflow store with its
 artifacts, and the pulled champion. --out must be new, empty, or an earlier demo's output (marked by a
 `.drsta-demo` file): the demo replaces files there and never touches a directory it did not create. Re-running
@@ -26,6 +24,7 @@ import ray.tune
 from drsta.config import ExperimentConfig
 from drsta.data.annotations import PARTS
 from drsta.data.synthetic import SyntheticSpec, generate
+from pipelines.commands import parse_settings
 from pipelines.evaluate import CLAIMS, evaluate_with_claims
 from pipelines.ingest import ingest
 from pipelines.model_files import read_model_dir
@@ -34,7 +33,7 @@ from pipelines.ray_runtime import disconnect
 from pipelines.train import init_ray
 from pipelines.tune import load_space, sweep
 
-SPACE = Path(__file__).resolve().parents[1] / "tune_spaces" / "demo.yaml"
+SPACE = Path("demo")  # the built-in space (drsta.resources)
 SWEEP = "demo"
 MARKER = ".drsta-demo"
 # Goals for the paper's claims (drsta.claims): the paper shows them in figures only, so the numbers are ours.
@@ -57,13 +56,21 @@ def step(message: str) -> None:
     print(f"\n=== demo: {message}", flush=True)
 
 
-def run_demo(out: Path, space: Path = SPACE, train_ids: int = 16, test_ids: int = 12) -> dict[str, Any]:
-    """Run every stage into `out`; returns the sweep summary and the champion's evaluation."""
+def run_demo(
+    out: Path,
+    space: Path = SPACE,
+    train_ids: int = 16,
+    test_ids: int = 12,
+    settings: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Run every stage into `out`, with `settings` (dotted keys) over the space's base config; returns the sweep
+    summary and the champion's evaluation."""
+    search_space, base = load_space(space)
+    base = base.with_overrides(settings or {})  # a bad setting is named before anything is written
     out = claim_output(out)
     start = time.perf_counter()
-    search_space, base = load_space(space)
     uri = f"sqlite:///{out / 'mlflow.db'}"
-    overrides = {"train.tracking_uri": uri, "train.storage_path": str(out / "ray_results")}
+    overrides = (settings or {}) | {"train.tracking_uri": uri, "train.storage_path": str(out / "ray_results")}
 
     synth = out / "synth"
     if not (synth / "tracklets.csv").is_file():
@@ -186,15 +193,8 @@ def figures(uri: str, trial_runs: list[str]) -> list[Path]:
     ]
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--out", type=Path, default=Path("demo-output"), help="where everything is written")
-    parser.add_argument("--space", type=Path, default=SPACE, help="the search space of the sweep")
-    parser.add_argument("--train-ids", type=int, default=16, help="synthetic training identities")
-    parser.add_argument("--test-ids", type=int, default=12, help="synthetic test identities")
-
-
 def run(args: argparse.Namespace) -> None:
-    run_demo(args.out, args.space, args.train_ids, args.test_ids)
+    run_demo(args.out, args.space, args.train_ids, args.test_ids, parse_settings(args.set))
 
 
 if __name__ == "__main__":

@@ -1,8 +1,5 @@
 """Embed new footage with a trained model: video files or frame folders → a Parquet file of descriptors.
 
-    drsta embed --model models:/drsta@champion videos/a.mp4 frames/b/ ... --out gallery.parquet
-    drsta embed --model models/champion --manifest data/synth-ingest --role gallery --out gallery.parquet
-
 Each input gives one K·D descriptor from its test-time clip (each chunk's middle frame), computed in batches on
 the GPU when there is one. With --manifest the identities and cameras of an ingested set are kept, so that
 `drsta search` can name who it found. Inputs that cannot be decoded are left out and listed (exit status 1);
@@ -21,7 +18,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from drsta.data.manifest import read_manifest
-from pipelines.inference import MODEL_HELP, Footage, LoadedModel, embed_footage, footage, load_model
+from pipelines.inference import Footage, LoadedModel, embed_footage, footage, load_model
 
 MODEL_URI_KEY = b"drsta.model_uri"
 
@@ -67,18 +64,6 @@ def read_embeddings(path: Path) -> tuple[pa.Table, str]:
     if MODEL_URI_KEY not in metadata or "embedding" not in table.column_names:
         raise ValueError(f"{path} was not written by drsta embed (no embedding column or model URI)")
     return table, metadata[MODEL_URI_KEY].decode()
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("paths", nargs="*", type=Path, help="video files or folders of frames")
-    parser.add_argument("--model", required=True, help=MODEL_HELP)
-    parser.add_argument("--out", type=Path, required=True, help="the Parquet file to write")
-    parser.add_argument("--manifest", type=Path, help="embed an ingested set instead of PATHS (keeps identities)")
-    parser.add_argument("--role", default="gallery", choices=["train", "query", "gallery", "all"],
-                        help="with --manifest: which tracklets")  # fmt: skip
-    parser.add_argument("--batch-size", type=int, default=16)
-    parser.add_argument("--cpu", action="store_true", help="stay on the CPU even when there is a GPU")
-    parser.add_argument("--tracking-uri", help="MLflow tracking URI (default: sqlite:///mlflow.db here)")
 
 
 def run(args: argparse.Namespace) -> None:

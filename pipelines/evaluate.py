@@ -1,10 +1,6 @@
 """Evaluate a training checkpoint or a registered model: CMC and mAP on a manifest's query and gallery, and the
 paper's claims about its attention (drsta.claims).
 
-    drsta evaluate --manifest data/synth-ingest --checkpoint ray_results/run-1/checkpoint_000009
-    drsta evaluate --manifest data/synth-ingest --model models:/drsta@champion [--tracking-uri URI]
-                   [--actors 2] [--use-gpu] [--address auto]
-
 Clips are decoded by the Ray Data stream and embedded by an actor pool holding the exported model (on GPU when
 asked), every query and gallery tracklet once, with the deterministic test-time frames. The claims: the spatial
 and temporal ones where the manifest carries ground truth (a synthetic set's), the corruption probe on a fixed
@@ -30,8 +26,10 @@ from drsta.model import build_model
 from drsta.model.export import export_model
 from drsta.ray.embed import embed_dataset
 from drsta.ray.stream import evaluation_stream
+from pipelines.commands import parse_settings
+from pipelines.console import progress_bar
 from pipelines.model_files import read_model_dir
-from pipelines.ray_runtime import ADDRESS_HELP, connect, disconnect
+from pipelines.ray_runtime import connect, disconnect
 from pipelines.tracking import download_registered, existing_tracking_uri
 
 # What each claim metric measures (drsta.claims has the definitions), for the printed report and the demo's table.
@@ -76,14 +74,19 @@ def _evaluate(
     clips = evaluation_stream(tracklets, cfg.data, size, cfg.model.num_frames)
     embedded = embed_dataset(clips, program_bytes, actors, use_gpu, attention=annotations is not None, probed=probed)
     collected = TrackletEmbeddings()
-    for batch in embedded.iter_batches(batch_format="numpy"):
-        valid = batch["valid"]
-        collected.add(batch["id"][valid], batch["embedding"][valid], batch["pid"][valid], batch["camid"][valid])
-        if annotations is not None:
-            measured.add_attention(batch["id"][valid], batch["clip_index"][valid], batch["spatial_maps"][valid],
-                                   batch["temporal_weights"][valid])  # fmt: skip
-        if probed:
-            measured.add_probes(batch["probe_ratios"])
+    evaluated = sum(t.role in ("query", "gallery") for t in tracklets)
+    seen: set[str] = set()
+    with progress_bar("evaluate", total=evaluated, unit="tracklets") as bar:
+        for batch in embedded.iter_batches(batch_format="numpy"):
+            valid = batch["valid"]
+            collected.add(batch["id"][valid], batch["embedding"][valid], batch["pid"][valid], batch["camid"][valid])
+            if annotations is not None:
+                measured.add_attention(batch["id"][valid], batch["clip_index"][valid], batch["spatial_maps"][valid],
+                                       batch["temporal_weights"][valid])  # fmt: skip
+            if probed:
+                measured.add_probes(batch["probe_ratios"])
+            bar.update(len(set(batch["id"]) - seen))
+            seen.update(batch["id"])
     return collected.score(roles), measured.metrics()
 
 
@@ -120,22 +123,13 @@ def registered_program(model_uri: str, tracking_uri: str | None) -> tuple[bytes,
     return program, ExperimentConfig.from_dict(metadata["config"], source=f"config of {model_uri}")
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--manifest", type=Path, required=True, help="directory written by drsta ingest")
-    source = parser.add_mutually_exclusive_group(required=True)
-    source.add_argument("--checkpoint", type=Path, help="a checkpoint directory of drsta train")
-    source.add_argument("--model", help="a registered model, e.g. models:/drsta@champion or models:/drsta/3")
-    parser.add_argument("--tracking-uri", help="MLflow tracking URI (default: sqlite:///mlflow.db here)")
-    parser.add_argument("--actors", type=int, default=1, help="embedding actors")
-    parser.add_argument("--use-gpu", action="store_true", help="one GPU per embedding actor")
-    parser.add_argument("--address", help=ADDRESS_HELP)
-
-
 def run(args: argparse.Namespace) -> dict[str, Any]:
+    settings = parse_settings(args.set)
     if args.checkpoint:
         program, cfg = checkpoint_program(args.checkpoint)
     else:
         program, cfg = registered_program(args.model, existing_tracking_uri(args.tracking_uri))
+    cfg = cfg.with_overrides(settings)
     connect(args.address, "evaluate")
     try:
         result, claims = evaluate_with_claims(program, cfg, args.manifest, args.actors, args.use_gpu)

@@ -1,7 +1,5 @@
 """Show what the model looks at in a tracklet: the supplementary's Fig. 1 and Fig. 2 for new footage.
 
-    drsta explain --model models:/drsta@champion clip.mp4 --out explain.png
-
 The image has Fig. 1 on top (each shown frame beside the receptive fields of the K spatial attention models)
 and Fig. 2 below (the clip's frames with the temporal attention weight of each, the heaviest framed in red).
 """
@@ -18,7 +16,7 @@ from matplotlib.figure import Figure
 from PIL import Image
 
 from drsta import viz
-from pipelines.inference import MODEL_HELP, footage, load_model, read_footage
+from pipelines.inference import footage, load_model, read_footage
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 
@@ -66,15 +64,6 @@ def check_output(out: Path, force: bool) -> None:
         raise IsADirectoryError(f"--out {out} is a directory: give an image file name")
     if out.exists() and not force:
         raise FileExistsError(f"--out {out} exists: choose another path, or pass --force to overwrite it")
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("path", type=Path, help="a video file or a folder of frames")
-    parser.add_argument("--model", required=True, help=MODEL_HELP)
-    parser.add_argument("--out", type=Path, required=True, help="the image to write (.png or .jpg)")
-    parser.add_argument("--force", action="store_true", help="overwrite --out if it exists")
-    parser.add_argument("--max-frames", type=int, default=4, help="frames shown in Fig. 1")
-    parser.add_argument("--tracking-uri", help="MLflow tracking URI (default: sqlite:///mlflow.db here)")
 
 
 def run(args: argparse.Namespace) -> None:

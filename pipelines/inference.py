@@ -25,12 +25,13 @@ from drsta.data.datasets.videos import VIDEO_SUFFIXES
 from drsta.data.decode import DecodeError, probe, read_clip
 from drsta.data.sampling import evaluation_indices
 from drsta.engine import clips_to_input
+from pipelines.commands import MODEL_HELP
+from pipelines.console import progress_bar
 from pipelines.model_files import load_model_dir
 from pipelines.tracking import existing_tracking_uri, load_registered
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")
 _LAST_NUMBER = re.compile(r".*?(?P<frame>\d+)\D*")
-MODEL_HELP = "models:/NAME@ALIAS, models:/NAME/VERSION, or a directory written by drsta models pull"
 
 
 @dataclass
@@ -143,9 +144,11 @@ def embed_footage(model: LoadedModel, items: Sequence[Footage], batch_size: int 
     """Embed `items` in batches; decoding runs in threads ahead of the model. Undecodable inputs are skipped
     and reported in `failures`, so one bad file never loses the others."""
     result = Embedded()
-    for paths, clips in _batches(model, items, batch_size, result.failures):
-        result.paths += paths
-        result.embeddings += list(model(np.stack(clips))["embedding"])
+    with progress_bar("embed", total=len(items), unit="tracklets") as bar:
+        for paths, clips in _batches(model, items, batch_size, result.failures):
+            result.paths += paths
+            result.embeddings += list(model(np.stack(clips))["embedding"])
+            bar.update(len(paths))
     return result
 
 

@@ -1,7 +1,5 @@
 """Validate a dataset's tracklets in parallel on Ray Data and write the Parquet manifest, report and quarantine.
 
-    drsta ingest --dataset videos --root data/synth --out data/synth-ingest [--transcode-gop 8] [--address auto]
-
 Idempotent and resumable: tracklets are processed in fixed chunks (by sorted id), each chunk's manifest and
 quarantine parts are written atomically when the chunk completes, and a re-run skips finished chunks. A bad
 tracklet is quarantined with its reason; past --max-bad-fraction the run stops with a message (exit status 1),
@@ -34,7 +32,9 @@ from drsta.data.manifest import MANIFEST_DIR, fingerprint, read_manifest, read_p
 from drsta.data.tracklet import Tracklet, to_table
 from drsta.data.validate import transcode, validate
 from drsta.io import read_json, write_atomic
-from pipelines.ray_runtime import ADDRESS_HELP, connect, disconnect
+from pipelines.cli import WorkFailed
+from pipelines.console import progress_bar
+from pipelines.ray_runtime import connect, disconnect
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +44,7 @@ QUARANTINE_SCHEMA = pa.schema([("id", pa.string()), ("uri", pa.string()), ("reas
 FRAME_BINS = (1, 8, 16, 32, 64, 128, 256, 512, 1024)
 
 
-class TooManyBadTracklets(RuntimeError):
+class TooManyBadTracklets(WorkFailed):
     """More tracklets failed validation than the allowed fraction: the work failed (not a usage error)."""
 
 
@@ -163,15 +163,18 @@ def _run_chunks(
         num_cpus=1,
     )
     results: dict[int, list[dict[str, Any]]] = defaultdict(list)
-    for row in checked.iter_rows():
-        chunk = int(row["chunk"])
-        results[chunk].append(row)
-        if len(results[chunk]) < len(pending[chunk]):
-            continue
-        bad_so_far += _write_chunk(out, chunk, results.pop(chunk))
-        print(f"ingest: chunk {chunk} done ({len(pending[chunk])} tracklets), {bad_so_far} quarantined so far")
-        if bad_so_far > max_bad_fraction * total:  # the final fraction can only be higher: stop now
-            raise TooManyBadTracklets(_too_many_message(bad_so_far, total, max_bad_fraction, out))
+    with progress_bar("ingest", total=len(rows), unit="tracklets") as bar:
+        for row in checked.iter_rows():
+            chunk = int(row["chunk"])
+            results[chunk].append(row)
+            bar.update()
+            if len(results[chunk]) < len(pending[chunk]):
+                continue
+            bad_so_far += _write_chunk(out, chunk, results.pop(chunk))
+            bar.set_postfix(quarantined=bad_so_far)
+            log.debug("chunk %d done (%d tracklets), %d quarantined so far", chunk, len(pending[chunk]), bad_so_far)
+            if bad_so_far > max_bad_fraction * total:  # the final fraction can only be higher: stop now
+                raise TooManyBadTracklets(_too_many_message(bad_so_far, total, max_bad_fraction, out))
 
 
 def _validate_batch(
@@ -320,20 +323,6 @@ def print_report(report: dict[str, Any]) -> None:
     print(f"  frames per tracklet: min {frames['min']}, median {frames['median']:g}, max {frames['max']}")
     for row in report["quarantine"][:10]:
         print(f"  quarantined {row['id']}: {row['reason']}")
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--dataset", required=True, choices=sorted(READERS), help="the dataset's reader")
-    parser.add_argument("--root", type=Path, required=True, help="the dataset's directory")
-    parser.add_argument("--out", type=Path, required=True, help="output directory (manifest, report, quarantine)")
-    parser.add_argument("--split", type=int, default=0, help="evaluation split (iLIDS-VID, PRID2011: 0-9)")
-    parser.add_argument("--transcode-gop", type=int, help="re-encode frame folders as H.264 with this keyframe gap")
-    parser.add_argument("--max-bad-fraction", type=float, default=0.05, help="stop past this fraction of bad ones")
-    parser.add_argument("--chunk-size", type=int, default=64, help="tracklets per resumable chunk")
-    parser.add_argument("--min-frames", type=int, default=1, help="quarantine tracklets shorter than this")
-    outside = "videos: accept tracklets.csv paths that lead outside --root (absolute, .., symlinks)"
-    parser.add_argument("--allow-outside-root", action="store_true", help=outside)
-    parser.add_argument("--address", help=ADDRESS_HELP)
 
 
 def run(args: argparse.Namespace) -> None:

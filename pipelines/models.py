@@ -1,10 +1,5 @@
 """The model registry from the command line: list versions and aliases, promote a version to champion.
 
-    drsta models list [--name drsta] [--tracking-uri URI]
-    drsta models history [--name drsta] [--tracking-uri URI]
-    drsta models promote --version 7 --manifest data/synth-ingest [--name drsta] [--tracking-uri URI]
-    drsta models pull drsta@champion --out models/champion [--tracking-uri URI]
-
 Promotion evaluates the candidate and the current champion on the same data (the manifest's query and
 gallery, the standard protocol) and moves `champion` only when the candidate's mAP is higher; the old
 champion keeps the alias `previous`. Both evaluations are recorded as version tags, and every promotion is
@@ -37,7 +32,7 @@ from drsta.data.manifest import fingerprint, read_manifest
 from drsta.io import write_atomic
 from pipelines.evaluate import evaluate_program, registered_program
 from pipelines.model_files import load_model_dir
-from pipelines.ray_runtime import ADDRESS_HELP, connect, disconnect
+from pipelines.ray_runtime import connect, disconnect
 from pipelines.tracking import (
     LOCK_SUFFIX,
     download_registered,
@@ -213,17 +208,6 @@ def pull(model: str, out: Path, tracking_uri: str) -> dict[str, Any]:
     return metadata | identity | {"model_uri": pinned}
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("action", choices=["list", "history", "promote", "pull"])
-    parser.add_argument("model", nargs="?", help="pull: NAME@ALIAS or NAME/VERSION, e.g. drsta@champion")
-    parser.add_argument("--out", type=Path, help="pull: directory to write the model into")
-    parser.add_argument("--name", default="drsta", help="registered model name")
-    parser.add_argument("--version", type=int, help="promote: the candidate version")
-    parser.add_argument("--manifest", type=Path, help="promote: the data both models are evaluated on")
-    parser.add_argument("--tracking-uri", help="MLflow tracking URI (default: sqlite:///mlflow.db here)")
-    parser.add_argument("--address", help=ADDRESS_HELP)
-
-
 def run(args: argparse.Namespace) -> None:
     tracking_uri = existing_tracking_uri(args.tracking_uri)
     if args.action == "history":
@@ -239,13 +223,9 @@ def run(args: argparse.Namespace) -> None:
             )
         return
     if args.action == "pull":
-        if args.model is None or args.out is None:
-            raise ValueError("models pull needs a model and --out, e.g. drsta models pull drsta@champion --out DIR")
         metadata = pull(args.model, args.out, tracking_uri)
         print(f"models: pulled {metadata['model_uri']} into {args.out / 'model'}")
         return
-    if args.version is None or args.manifest is None:
-        raise ValueError("models promote needs --version and --manifest (the data to compare on)")
     connect(args.address, "models")
     try:
         outcome = promote(args.name, args.version, args.manifest, tracking_uri)

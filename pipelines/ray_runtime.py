@@ -27,16 +27,12 @@ import ray
 from ray.job_config import JobConfig
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
+from pipelines.console import ray_logging_level
+
 logger = logging.getLogger(__name__)
 
 DRSTA_JOB = "drsta"
 """Key of the job metadata that marks a Ray job as drsta's; its value is the drsta command (train, tune, ...)."""
-ADDRESS_HELP = (
-    "Ray cluster to run on: auto (the cluster `ray start` left on this host), HOST:6379 or ray://HOST:10001 "
-    "(default: $RAY_ADDRESS, which a Ray job's driver gets, else a private local Ray for this command; never "
-    "some other Ray instance on this host)"
-)
-"""The --address help of every command that runs on Ray."""
 API_SERVER_VARIABLE = "RAY_API_SERVER_ADDRESS"
 SETTLE_TIMEOUT_S = 600  # unpacking a working_dir on a busy node; Ray's own runtime-env setup timeout is 600 s too
 
@@ -72,7 +68,8 @@ def connect(
     _unpin_api_server()  # the private Ray of an earlier command in this process is gone
     if address or os.environ.get("RAY_ADDRESS"):
         working_dir = _working_directory()
-        ray.init(address=address, job_config=job_config, log_to_driver=log_to_driver)
+        ray.init(address=address, job_config=job_config, log_to_driver=log_to_driver,
+                 logging_level=ray_logging_level())  # fmt: skip
         _connected_here = True
         settle_working_dir(working_dir)
         return
@@ -84,7 +81,8 @@ def connect(
     os.environ[API_SERVER_VARIABLE] = _pinned_api_server  # inherited by the private Ray's raylet and its workers
     try:
         ray.init(address="local", num_cpus=max(os.cpu_count() or 1, num_cpus), dashboard_host="127.0.0.1",
-                 dashboard_port=port, job_config=job_config, log_to_driver=log_to_driver)  # fmt: skip
+                 dashboard_port=port, job_config=job_config, log_to_driver=log_to_driver,
+                 logging_level=ray_logging_level())  # fmt: skip
     except BaseException:
         _unpin_api_server()
         raise

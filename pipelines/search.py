@@ -1,7 +1,5 @@
 """Find a person: rank a gallery written by `drsta embed` against query footage.
 
-    drsta search --gallery gallery.parquet --query clip.mp4 [--top-k 10] [--model models:/drsta/3]
-
 The query is embedded with the model that embedded the gallery (recorded in the gallery file; a different
 --model is refused, its descriptors would not be comparable). Without --model, the gallery's model is used only
 if it is a registry URI: a local directory named by a gallery file is never loaded unless --model names it.
@@ -19,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from pipelines.embed import read_embeddings
-from pipelines.inference import MODEL_HELP, embed_footage, footage, load_model
+from pipelines.inference import embed_footage, footage, load_model
 
 
 def normalised(matrix: np.ndarray) -> np.ndarray:
@@ -68,14 +66,6 @@ def search(gallery_path: Path, queries: list[Path], top_k: int, model_spec: str 
     if embedded.failures:
         raise ValueError(f"cannot decode the query:\n  {embedded.failure_report()}")
     return {path: rank(gallery, emb, top_k) for path, emb in zip(embedded.paths, embedded.embeddings, strict=True)}
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--gallery", type=Path, required=True, help="a Parquet file written by drsta embed")
-    parser.add_argument("--query", type=Path, nargs="+", required=True, help="video files or folders of frames")
-    parser.add_argument("--top-k", type=int, default=10, help="gallery tracklets to show (default: 10)")
-    parser.add_argument("--model", help=f"default: the gallery's model if it is a registry URI; {MODEL_HELP}")
-    parser.add_argument("--tracking-uri", help="MLflow tracking URI (default: sqlite:///mlflow.db here)")
 
 
 def run(args: argparse.Namespace) -> None:

@@ -1,9 +1,5 @@
 """Run a pipeline on a Ray cluster as a job (Ray's Jobs API), and follow it.
 
-    drsta submit --address http://HEAD:8265 train --config configs/synthetic_cpu.yaml --manifest /data/ingest
-    drsta submit --address http://HEAD:8265 --image ghcr.io/drsta/drsta:0.1.0-cu130 tune --space ... --manifest ...
-    drsta submit --address http://HEAD:8265 --no-wait evaluate --model models:/drsta@champion --manifest ...
-
 The job runs `python -m pipelines.cli COMMAND ARGS` on the cluster with this project as its working_dir
 (uploaded, without .venv, .git, data and local stores) or inside a container image. The cluster's address
 reaches the job's driver as RAY_ADDRESS. Token authentication: Ray reads the token from RAY_AUTH_TOKEN,
@@ -164,21 +160,6 @@ def parse_env(pairs: list[str]) -> dict[str, str]:
             raise ValueError(f"--env {pair!r}: expected KEY=VALUE")
         env[key] = value
     return env
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--address", default=os.environ.get("RAY_API_SERVER_ADDRESS", "http://127.0.0.1:8265"),
-                        help="the cluster's dashboard (Jobs API), e.g. http://HEAD:8265")  # fmt: skip
-    parser.add_argument("--token-file", type=Path, help="Ray auth token file (default: Ray's own lookup)")
-    parser.add_argument("--image", help="run in this container image instead of uploading the project")
-    parser.add_argument("--env", action="append", default=[], metavar="KEY=VALUE", help="job environment variable")
-    parser.add_argument("--submission-id", help="the job's id (default: Ray chooses one)")
-    parser.add_argument("--no-wait", action="store_true", help="print the job id and return at once")
-    forward = ("send the tracking URI's user:password (else MLFLOW_TRACKING_USERNAME / _PASSWORD / _TOKEN) as the "
-               "job's environment variables; without it, a tracking URI with credentials is refused")  # fmt: skip
-    parser.add_argument("--forward-credentials", action="store_true", help=forward)
-    parser.add_argument("command", choices=COMMANDS, help="the drsta command to run on the cluster")
-    parser.add_argument("args", nargs=argparse.REMAINDER, help="its arguments")
 
 
 def run(args: argparse.Namespace) -> None:

@@ -1,10 +1,6 @@
 """Train DRSTA with Ray Train (V2): DDP workers over their shards of each epoch's stream, a checkpoint every
 epoch, evaluation every few epochs, MLflow tracking from rank 0, the final model registered.
 
-    drsta train --config configs/synthetic_cpu.yaml --manifest data/synth-ingest [--num-workers 2] [--use-gpu]
-                [--address auto] [--name run-1] [--resume] [--epochs 20] [--tracking-uri http://HEAD:5000]
-                [--set loss.diversity_weight=0 ...]
-
 A run is identified by (train.storage_path, train.name): re-running with --resume continues it from its latest
 checkpoint; a lost worker or node restarts the workers from the latest checkpoint (train.max_failures).
 """
@@ -29,7 +25,6 @@ import ray.train
 import ray.train.torch
 import torch
 import torch.distributed as dist
-import yaml
 from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
 from ray.train.torch import TorchTrainer
 
@@ -63,7 +58,9 @@ from drsta.model import build_model
 from drsta.model.drsta import DRSTA
 from drsta.ray.stream import ValidBatches, evaluation_stream, train_stream
 from pipelines.cluster import release_leaked_placement_groups
-from pipelines.ray_runtime import ADDRESS_HELP, connect, disconnect
+from pipelines.commands import parse_settings
+from pipelines.console import epoch_line, quiet_ray_loggers
+from pipelines.ray_runtime import connect, disconnect
 from pipelines.tracking import RunTracker, default_tracking_uri, log_model
 
 SCORE = "val/mAP"
@@ -80,6 +77,7 @@ class TrainLoop:
     """One worker's side of a run: symmetric train_epoch / validate, save_checkpoint / load_checkpoint."""
 
     def __init__(self, cfg: ExperimentConfig, mlflow_run_id: str | None) -> None:
+        quiet_ray_loggers()  # Ray Train's and Ray Data's INFO lines in this worker, unless drsta --verbose
         self.cfg = cfg
         context = ray.train.get_context()
         self.rank, self.world_size = context.get_world_rank(), context.get_world_size()
@@ -117,6 +115,7 @@ class TrainLoop:
 
     def run(self) -> None:
         epochs = self.cfg.optim.epochs
+        run_start = time.perf_counter()
         for epoch in range(self.start_epoch, epochs):
             start = time.perf_counter()
             metrics = self.train_epoch(epoch)
@@ -131,6 +130,9 @@ class TrainLoop:
             # evaluation scores -1, so it never passes for the best one.
             failures = self.tracker.failures if self.tracker else 0  # rank 0's tracking health, for the driver
             reported = {SCORE: -1.0} | metrics | {"epoch": epoch, EPOCHS_DONE: epoch + 1, TRACKING_FAILURES: failures}
+            if self.rank == 0:
+                per_epoch = (time.perf_counter() - run_start) / (epoch + 1 - self.start_epoch)
+                print(epoch_line(epoch, epochs, reported, per_epoch * (epochs - epoch - 1)), flush=True)
             with tempfile.TemporaryDirectory() as directory:
                 checkpoint = None
                 if self.rank == 0:
@@ -437,21 +439,6 @@ def load_trained_model(checkpoint: ray.train.Checkpoint, cfg: ExperimentConfig) 
     return model.eval()
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--config", type=Path, help="experiment YAML (default: the built-in defaults)")
-    parser.add_argument("--manifest", type=Path, help="directory written by drsta ingest (data.manifest)")
-    parser.add_argument("--num-workers", type=int, help="training workers (train.num_workers)")
-    parser.add_argument("--use-gpu", action="store_true", default=None, help="one GPU per worker, NCCL, bf16")
-    parser.add_argument("--epochs", type=int, help="optim.epochs")
-    parser.add_argument("--name", help="run name (train.name)")
-    parser.add_argument("--storage-path", help="checkpoint storage, shared on clusters (train.storage_path)")
-    parser.add_argument("--tracking-uri", help="MLflow tracking URI (train.tracking_uri)")
-    parser.add_argument("--resume", action="store_true", help="continue the run (storage_path, name)")
-    parser.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
-                        help="override any config value, e.g. --set loss.diversity_weight=0 (repeatable)")  # fmt: skip
-    parser.add_argument("--address", help=ADDRESS_HELP)
-
-
 def config_from_args(args: argparse.Namespace) -> ExperimentConfig:
     """The YAML config (or the defaults), then --set overrides, then the named flags that were given."""
     cfg = ExperimentConfig.from_yaml(args.config) if args.config else ExperimentConfig()
@@ -466,17 +453,6 @@ def config_from_args(args: argparse.Namespace) -> ExperimentConfig:
         "train.tracking_uri": args.tracking_uri,
     }
     return cfg.with_overrides({key: value for key, value in flags.items() if value is not None})
-
-
-def parse_settings(settings: list[str]) -> dict[str, Any]:
-    """`--set section.key=value` pairs as overrides; values are read as YAML (0.1, true, null, text)."""
-    overrides = {}
-    for setting in settings:
-        key, sep, value = setting.partition("=")
-        if not sep or "." not in key:
-            raise ValueError(f"--set {setting!r}: expected SECTION.KEY=VALUE, e.g. loss.diversity_weight=0")
-        overrides[key.strip()] = yaml.safe_load(value)
-    return overrides
 
 
 def init_ray(

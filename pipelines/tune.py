@@ -1,9 +1,5 @@
 """Sweep K, σ, λ (and whatever else a space names) with Ray Tune; every trial is a distributed training run.
 
-    drsta tune --space tune_spaces/default.yaml --manifest data/synth-ingest [--num-samples 32]
-               [--max-concurrent 4] [--name sweep-1] [--address auto] [--tracking-uri URI]
-    drsta tune --space ... --manifest ... --name sweep-1 --resume      # after the driver was killed
-
 Each trial is a Tune function trainable that drives its own TorchTrainer (`pipelines.train.build_trainer`)
 and forwards the reports with `TuneReportCallback`; ASHA stops weak trials on val/mAP. MLflow gets one
 parent run per sweep and a child run per trial. The best trial's model is registered and becomes the
@@ -30,9 +26,12 @@ from ray.tune.search.optuna import OptunaSearch
 from drsta.config import ExperimentConfig
 from drsta.data.manifest import fingerprint, read_manifest
 from drsta.search_space import Distribution, SearchSpace, expand_bundles
+from pipelines.cli import WorkFailed
 from pipelines.cluster import ReleaseLeakedPlacementGroups, release_leaked_placement_groups
+from pipelines.commands import parse_settings
+from pipelines.console import trial_line, verbose
 from pipelines.models import promote
-from pipelines.ray_runtime import ADDRESS_HELP, disconnect
+from pipelines.ray_runtime import disconnect
 from pipelines.tracking import RunTracker, default_tracking_uri, get_or_create_experiment, log_model
 from pipelines.train import (
     EPOCHS_DONE,
@@ -62,6 +61,28 @@ def trial(config: dict[str, Any]) -> None:
     train(cfg, resume=run_started(cfg), callbacks=[TuneReportCallback()], parent_run_id=config["parent_run_id"])
 
 
+class TrialLines(ray.tune.Callback):
+    """The sweep's progress on the driver: a line per trial result (`pipelines.console.trial_line`), and one per
+    trial that ends or errors."""
+
+    def __init__(self, keys: list[str], epochs: int) -> None:
+        self.keys, self.epochs = keys, epochs
+
+    def _params(self, trial: Any) -> dict[str, Any]:
+        return {key: trial.config["params"][key] for key in self.keys}
+
+    def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info: Any) -> None:
+        print(trial_line(trial.trial_id, self._params(trial), self.epochs, result), flush=True)
+
+    def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        done = int(trial.last_result.get(EPOCHS_DONE, 0))
+        ended = "finished" if done >= self.epochs else f"stopped early by ASHA after {done} epochs"
+        print(f"trial {trial.trial_id} {ended}", flush=True)
+
+    def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        print(f"trial {trial.trial_id} errored: see {trial.path}", flush=True)
+
+
 def tune_distribution(distribution: Distribution, grid: bool) -> Any:
     """The Ray Tune sampler of a validated distribution."""
     if distribution.choice is not None:
@@ -82,7 +103,10 @@ def build_tuner(space: SearchSpace, base: ExperimentConfig, sweep: str, parent_r
         "bundles": space.bundles,
     }
     trials_path = str(Path(storage_path(base)) / TRIALS_DIR)
-    run_config = ray.tune.RunConfig(name=sweep, storage_path=trials_path, callbacks=[ReleaseLeakedPlacementGroups()])
+    callbacks = [ReleaseLeakedPlacementGroups(), TrialLines(list(space.params), base.optim.epochs)]
+    # Tune's own status table only with drsta --verbose; otherwise a line per trial result (TrialLines).
+    run_config = ray.tune.RunConfig(name=sweep, storage_path=trials_path, callbacks=callbacks,
+                                    verbose=None if verbose() else 0)  # fmt: skip
     return ray.tune.Tuner(
         ray.tune.with_resources(trial, TRIAL_DRIVER),
         param_space=param_space,
@@ -142,11 +166,16 @@ def sweep(
     else:
         tuner = build_tuner(space, base, name, parent.info.run_id)
     results = tuner.fit()
-    best = results.get_best_result(metric=SCORE, mode="max", scope="all")
     client = mlflow.MlflowClient(base.train.tracking_uri)
+    errored = [result.path for result in results if result.error]
+    if len(errored) == len(results):
+        close_trial_runs(client, parent.info.run_id, name, results, base.optim.epochs)
+        client.set_terminated(parent.info.run_id, "FAILED")
+        raise WorkFailed(f"every trial of sweep {name!r} errored; the first one's error is in {errored[0]}")
+    best = results.get_best_result(metric=SCORE, mode="max", scope="all")
     summary = {"best_trial": best.path, "best_metrics": {k: v for k, v in best_epoch(best).items()
                                                          if isinstance(v, int | float)},
-               "trials": trial_table(results, list(space.params), best)}  # fmt: skip
+               "trials": trial_table(results, list(space.params), best), "errored": errored}  # fmt: skip
     for key, value in summary["best_metrics"].items():
         if key.startswith("val/"):
             client.log_metric(parent.info.run_id, f"best/{key}", value)
@@ -255,33 +284,27 @@ def parent_run(base: ExperimentConfig, name: str, space_path: Path, space: Searc
     return run
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--space", type=Path, required=True, help="a search space, e.g. tune_spaces/default.yaml")
-    parser.add_argument("--manifest", type=Path, required=True, help="directory written by drsta ingest")
-    parser.add_argument("--name", default="sweep", help="sweep name; with --resume, the sweep to continue")
-    parser.add_argument("--resume", action="store_true", help="continue a sweep whose driver stopped")
-    parser.add_argument("--num-samples", type=int, help="trials to run (default: the space's num_samples)")
-    parser.add_argument("--max-concurrent", type=int, help="trials at once (default: the space's max_concurrent)")
-    parser.add_argument("--searcher", choices=["optuna", "random", "grid"], help="default: the space's searcher")
-    parser.add_argument("--tracking-uri", help="MLflow tracking URI (default: sqlite:///mlflow.db here)")
-    parser.add_argument("--storage-path", help="checkpoint and trial storage (shared on clusters)")
-    parser.add_argument("--address", help=ADDRESS_HELP)
-
-
 def run(args: argparse.Namespace) -> None:
-    overrides = {key: value for key, value in {"train.tracking_uri": args.tracking_uri,
-                                               "train.storage_path": args.storage_path}.items() if value}  # fmt: skip
+    flags = {"train.tracking_uri": args.tracking_uri, "train.storage_path": args.storage_path}
+    overrides = parse_settings(args.set) | {key: value for key, value in flags.items() if value}
     settings = {key: value for key, value in {"num_samples": args.num_samples, "max_concurrent": args.max_concurrent,
                                               "searcher": args.searcher}.items() if value is not None}  # fmt: skip
     space, base = load_space(args.space, settings)
+    base = base.with_overrides(overrides)  # a bad --set is named before Ray starts
     # Before Ray starts: credentials in the URI move to the environment, which a local Ray's workers inherit.
     overrides["train.tracking_uri"] = default_tracking_uri(args.tracking_uri or base.train.tracking_uri)
-    init_ray(args.address, base, concurrent_runs=space.max_concurrent, command="tune")
+    # The workers' output (an epoch line each) only with --verbose: TrialLines shows every trial's epochs here.
+    init_ray(args.address, base, concurrent_runs=space.max_concurrent, log_to_driver=verbose(), command="tune")
     try:
         summary = sweep(args.space, args.manifest, args.name, args.resume, overrides, settings)
     finally:
         disconnect()
     print(f"tune: best trial {summary['best_trial']}: mAP {summary['best_metrics'].get(SCORE, float('nan')):.3f}")
+    if summary["errored"]:
+        raise WorkFailed(
+            f"{len(summary['errored'])} of {len(summary['trials'])} trials errored (their errors: "
+            f"{', '.join(summary['errored'])}); the others are recorded, and --resume retries them"
+        )
 
 
 if __name__ == "__main__":

@@ -19,7 +19,7 @@ from drsta.data.synthetic import SyntheticSpec, generate
 from drsta.data.tracklet import Tracklet
 from drsta.engine import MAX_PROBE_CLIPS, EvaluationClaims, probe, probe_rows, probe_tracklets
 from drsta.model import build_model
-from pipelines import evaluate
+from pipelines import commands, evaluate
 
 PROBE_KEYS = {f"val/probe_{kind}_ratio" for kind in PROBE_KINDS}
 CLAIM_KEYS = {"val/attn_foreground", "val/attn_part_specificity", "val/attn_distinct_parts", "val/temporal_bad_ratio",
@@ -134,7 +134,7 @@ def test_drsta_evaluate_reports_the_claims(manifest, tmp_path, ray_cluster, caps
     checkpoint.mkdir()
     torch.save({"model": build_model(cfg.model, None).state_dict(), "config": cfg.to_dict()}, checkpoint / "state.pt")
     parser = argparse.ArgumentParser()
-    evaluate.add_arguments(parser)
+    commands.evaluate_arguments(parser)
 
     outcome = evaluate.run(parser.parse_args(["--manifest", str(manifest), "--checkpoint", str(checkpoint)]))
     assert set(outcome["claims"]) == CLAIM_KEYS and all(np.isfinite(list(outcome["claims"].values())))

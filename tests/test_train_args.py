@@ -5,18 +5,18 @@ import argparse
 import pytest
 
 from drsta.config import ExperimentConfig
-from pipelines import train
+from pipelines import commands, train
 from pipelines.train import read_run_record, run_started, write_run_record
 
 
 def parse(*argv: str) -> argparse.Namespace:
     parser = argparse.ArgumentParser()
-    train.add_arguments(parser)
+    commands.train_arguments(parser)
     return parser.parse_args(argv)
 
 
 def test_set_and_flags_override_the_yaml_in_order():
-    args = parse("--config", "configs/synthetic_cpu.yaml", "--set", "loss.diversity_weight=0", "--set",
+    args = parse("--config", "synthetic_cpu", "--set", "loss.diversity_weight=0", "--set",
                  "train.registered_model=null", "--set", "train.num_workers=3", "--num-workers", "4")  # fmt: skip
     cfg = train.config_from_args(args)
     assert cfg.loss.diversity_weight == 0 and cfg.train.registered_model is None
