@@ -28,8 +28,13 @@ USAGE_ERRORS: tuple[type[Exception], ...] = (
 )
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 VERBOSE_VARIABLE = "DRSTA_VERBOSE"  # "1": Ray's own output too (pipelines.console); a local Ray inherits it
-# Without --verbose: Ray Data's progress bars and INFO logs off (read by Ray Data in every process it starts).
-QUIET_RAY = {"RAY_DATA_DISABLE_PROGRESS_BARS": "1", "RAY_DATA_LOG_LEVEL": "WARNING"}
+# Without --verbose: Ray Data's progress bars and INFO logs off, and MLflow's INFO logs (both read these in every
+# process they run in, when imported or when a dataset starts).
+QUIET_LIBRARIES = {
+    "RAY_DATA_DISABLE_PROGRESS_BARS": "1",
+    "RAY_DATA_LOG_LEVEL": "WARNING",
+    "MLFLOW_LOGGING_LEVEL": "WARNING",
+}
 
 
 def configure_logging(level: str, verbose: bool = False) -> None:
@@ -42,7 +47,7 @@ def configure_logging(level: str, verbose: bool = False) -> None:
         logging.getLogger(name).setLevel(level.upper())
     os.environ[VERBOSE_VARIABLE] = "1" if verbose else "0"
     if not verbose:
-        for key, value in QUIET_RAY.items():
+        for key, value in QUIET_LIBRARIES.items():
             os.environ.setdefault(key, value)
 
 

@@ -35,7 +35,7 @@ def test_duration(seconds, text):
 
 
 def test_ray_is_quiet_unless_verbose(monkeypatch):
-    for key in (*cli.QUIET_RAY, cli.VERBOSE_VARIABLE):
+    for key in (*cli.QUIET_LIBRARIES, cli.VERBOSE_VARIABLE):
         monkeypatch.delenv(key, raising=False)
     cli.configure_logging("info", verbose=False)
     assert os.environ["RAY_DATA_DISABLE_PROGRESS_BARS"] == "1" and os.environ["RAY_DATA_LOG_LEVEL"] == "WARNING"
@@ -43,11 +43,11 @@ def test_ray_is_quiet_unless_verbose(monkeypatch):
     console.quiet_ray_loggers()
     assert logging.getLogger("ray.train").level == logging.WARNING
 
-    for key in cli.QUIET_RAY:
+    for key in cli.QUIET_LIBRARIES:
         monkeypatch.delenv(key)
     cli.configure_logging("info", verbose=True)
     assert console.verbose() and console.ray_logging_level() == logging.INFO
-    assert not any(key in os.environ for key in cli.QUIET_RAY)
+    assert not any(key in os.environ for key in cli.QUIET_LIBRARIES)
     console.quiet_ray_loggers()
     assert logging.getLogger("ray.train").level == logging.INFO
 

@@ -1,11 +1,15 @@
 """A smoke sweep on a real multi-node cluster: trials of 2 workers each, ASHA, MLflow parent/child runs,
 the champion alias, resources freed after early stops."""
 
+import re
 import subprocess
 import sys
 import time
+from types import SimpleNamespace
 
 import mlflow
+import numpy as np
+import pandas as pd
 import pytest
 import ray
 import ray.tune
@@ -17,17 +21,22 @@ from drsta.resources import SPACE_DIR
 from drsta.search_space import SearchSpace
 from pipelines.models import promote
 from pipelines.tracking import RunTracker, get_alias_version, log_model
-from pipelines.tune import sweep, tune_config, tune_distribution
+from pipelines.tune import sweep, sweep_figure, trial_table, tune_config, tune_distribution
 
 pytestmark = pytest.mark.integration
 
 SMOKE = SPACE_DIR / "smoke.yaml"
 
 
-def test_smoke_sweep_stops_some_trials_early_and_promotes_the_best(manifest, tmp_path, ray_cluster):
+def test_smoke_sweep_stops_some_trials_early_and_promotes_the_best(manifest, tmp_path, ray_cluster, capsys):
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     overrides = {"train.tracking_uri": uri, "train.storage_path": str(tmp_path / "ray_results")}
     summary = sweep(SMOKE, manifest, "smoke", overrides=overrides)
+    assert summary["errored"] == []
+    # The driver's console: a line per trial result (its values, the epoch, loss, mAP), one per finished trial.
+    printed = capsys.readouterr().out
+    assert re.search(r"^trial \w+ \(model\.num_attention_models=\d .*\)  epoch 1/3  loss \d", printed, re.M), printed
+    assert "mAP" in printed and printed.count(" finished\n") >= 1
 
     client = mlflow.MlflowClient(uri)
     experiment = client.get_experiment_by_name("drsta").experiment_id
@@ -60,6 +69,33 @@ def test_smoke_sweep_stops_some_trials_early_and_promotes_the_best(manifest, tmp
     assert not outcome["promoted"] and outcome["mAP"] < outcome["champion_mAP"]
     assert get_alias_version("drsta", "champion", uri) == summary["model_version"]
     assert get_alias_version("drsta", "previous", uri) is None
+
+
+def test_a_sweep_whose_trials_all_error_exits_1_with_its_runs_marked_failed(manifest, tmp_path, ray_cluster, capsys):
+    """A trial that errors (here: a trunk weights file that does not exist) ends `drsta tune` with exit status 1,
+    after its MLflow runs are closed as FAILED; the console says where the error is."""
+    from pipelines import cli
+
+    space = tmp_path / "broken.yaml"
+    space.write_text(yaml.safe_dump({
+        "base_config": "tiny", "searcher": "grid", "max_concurrent": 1,
+        "scheduler": {"grace_period": 1, "reduction_factor": 2},
+        "overrides": {"input.width": 40, "optim.epochs": 1, "train.num_workers": 1, "train.max_failures": 0},
+        "params": {"model.pretrained_weights": {"choice": [str(tmp_path / "missing.pth")]}},
+    }))  # fmt: skip
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["tune", "--space", str(space), "--manifest", str(manifest), "--name", "broken",
+                  "--tracking-uri", uri, "--storage-path", str(tmp_path / "ray_results")])  # fmt: skip
+    assert exit_info.value.code == 1
+    captured = capsys.readouterr()
+    # (the last line: this test process imported MLflow before drsta could quiet its INFO logs, as it does in `drsta`)
+    error = captured.err.strip().splitlines()[-1]
+    assert error.startswith("drsta tune: error: every trial of sweep 'broken' errored; the first one's error is in ")
+    assert re.search(r"^trial \w+ errored: see ", captured.out, re.M), captured.out
+    client = mlflow.MlflowClient(uri)
+    runs = client.search_runs([client.get_experiment_by_name("drsta").experiment_id])
+    assert runs and {run.info.status for run in runs} == {"FAILED"}
 
 
 def test_optuna_searcher_samples_the_default_space(ray_cluster, tmp_path):
@@ -130,3 +166,29 @@ def test_a_sweep_killed_half_way_resumes_and_runs_every_trial_exactly_once(manif
     assert part_way and all(epochs(after[name])[: len(before[name])] == before[name] for name in part_way)
     assert summary["model_version"] is not None
     assert ray.available_resources().get("CPU", 0) == pytest.approx(ray.cluster_resources()["CPU"])
+
+
+def test_sweep_figure_plots_each_trials_best_epoch_as_the_table_does():
+    """Trials whose last epoch is not their best (ASHA, overfitting): the figure shows the table's best val mAP."""
+
+    def result(trial_id: str, maps: list[float], params: dict, error: Exception | None = None) -> SimpleNamespace:
+        history = pd.DataFrame({"val/mAP": maps, "val/rank1": [m + 0.1 for m in maps], "epochs_done": range(1, 4)})
+        return SimpleNamespace(metrics_dataframe=history, metrics={"trial_id": trial_id, "epochs_done": 3},
+                               config={"params": params}, error=error, path=f"/trials/{trial_id}")  # fmt: skip
+
+    results = [
+        result("a", [0.30, 0.62, 0.41], {"loss.diversity_weight": 0.001, "variant": "drsta"}),
+        result("b", [-1.0, 0.55, 0.50], {"loss.diversity_weight": 0.1, "variant": "tp_baseline"}),  # -1: not scored
+        result("c", [0.20, 0.35, 0.70], {"loss.diversity_weight": 10.0, "variant": "drsta"}),
+    ]
+    keys = ["loss.diversity_weight", "variant"]
+    rows = trial_table(results, keys, best=results[2])
+    assert [row["mAP"] for row in rows] == [0.62, 0.55, 0.70]
+    fig = sweep_figure(rows, keys)
+    weight, variant = fig.axes
+    trials, star = weight.collections
+    np.testing.assert_allclose(trials.get_offsets(), [[0.001, 0.62], [0.1, 0.55], [10.0, 0.70]])
+    np.testing.assert_allclose(star.get_offsets(), [[10.0, 0.70]])
+    np.testing.assert_allclose(variant.collections[0].get_offsets(), [[0, 0.62], [1, 0.55], [0, 0.70]])
+    assert weight.get_xscale() == "log" and weight.get_title() == "loss.diversity_weight"
+    assert [ax.get_ylabel() for ax in fig.axes] == ["best val mAP"] * 2
