@@ -1,4 +1,5 @@
-"""Figures of the paper's supplementary (Fig. 1 receptive fields, Fig. 2 temporal weights) and the CMC curve.
+"""Figures of the paper's supplementary (Fig. 1 receptive fields, Fig. 2 temporal weights), the CMC curve, a
+search's ranked results (`drsta search --figure`) and a sweep's trials (`drsta tune`).
 
 Every function returns a `matplotlib.figure.Figure` drawn on its own Agg canvas: pyplot is never imported and
 no backend is selected globally, so this module is safe to import and call on Ray workers, and a figure is
@@ -11,8 +12,13 @@ parts (drsta.data.annotations.PARTS). The attention figures draw a synthetic set
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import math
+import textwrap
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from numbers import Real
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from matplotlib import colormaps
@@ -21,6 +27,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Rectangle
+from matplotlib.ticker import FuncFormatter, LogLocator, MaxNLocator, NullFormatter
 
 from drsta.claims import degraded_frames
 from drsta.data.annotations import PARTS, FrameAnnotations
@@ -42,6 +49,22 @@ PART_COLORS = {"head": "magenta", "torso": "deepskyblue", "legs": "lime", "acces
 PART_LINE_WIDTH = 1.0
 DEGRADED_COLOR = "tab:orange"
 SHOWN_OCCLUSION = 0.05  # an occluded fraction from which it is written above the frame (degraded from 0.3)
+# Ranked results, as torchreid's visualize_ranked_results: a match's border says whether it is the query's person.
+MATCH_COLOR = "tab:green"
+MISMATCH_COLOR = "tab:red"
+UNKNOWN_COLOR = "tab:gray"  # the query's or the match's identity is unknown
+QUERY_COLOR = "black"
+RANK_BORDER_PT = 3.0
+RANK_FRAME_WIDTH_IN = 0.55  # one frame of a strip; its height follows the frames' aspect ratio
+RANK_TILE_MIN_WIDTH_IN = 0.8  # a one-frame tile is widened to this, for the text under it
+MAX_QUERY_FRAMES = 4
+MAX_MATCH_FRAMES = 4
+# The most frames of a row's matches together: top-3 gets 4-frame strips, top-10 each match's middle frame.
+MATCH_FRAME_BUDGET = 12
+PLACEHOLDER_GRAY = 0.85
+# Sweep figure: subplots per row; a positive axis spanning at least this ratio is drawn on a log scale.
+SWEEP_COLUMNS = 3
+LOG_SPAN = 10.0
 
 
 def receptive_fields_figure(
@@ -248,6 +271,243 @@ def cmc_figure(cmc: np.ndarray, label: str = "", mAP: float | None = None) -> Fi
     ax.grid(alpha=0.3)
     ax.legend(loc="best", fontsize=8)
     return fig
+
+
+@dataclass(frozen=True)
+class RankedTracklet:
+    """A tracklet of a ranked-results figure: a query, or one of its gallery matches.
+
+    Attributes:
+        frames: (N, H, W, 3) RGB frames, uint8 or float in [0, 1], in temporal order (e.g. the test-time clip);
+            None when they could not be read.
+        identity: the person's identity; None when unknown.
+        camera: the camera's number; None when unknown.
+        distance: a match's distance to its query; None for a query.
+        name: written under a query (e.g. its path).
+        unreadable: why `frames` is None, written on the placeholder tile.
+    """
+
+    frames: np.ndarray | None
+    identity: int | None = None
+    camera: int | None = None
+    distance: float | None = None
+    name: str = ""
+    unreadable: str = ""
+
+
+def match_color(query_identity: int | None, match_identity: int | None) -> str:
+    """A match's border colour: MATCH_COLOR for the query's identity, MISMATCH_COLOR for another one,
+    UNKNOWN_COLOR when either is unknown."""
+    if query_identity is None or match_identity is None:
+        return UNKNOWN_COLOR
+    return MATCH_COLOR if query_identity == match_identity else MISMATCH_COLOR
+
+
+def ranked_results_figure(
+    queries: Sequence[RankedTracklet],
+    matches: Sequence[Sequence[RankedTracklet]],
+    max_query_frames: int = MAX_QUERY_FRAMES,
+    max_match_frames: int | None = None,
+) -> Figure:
+    """Each query's nearest gallery tracklets, as torchreid's `visualize_ranked_results` draws them.
+
+    One row per query: the query's frames (a strip of up to `max_query_frames`, evenly spaced: the middles of
+    equal chunks, as the test-time clip picks them) with its name under it, then its matches nearest first, each
+    a strip of up to `max_match_frames` frames with its rank above and its distance, identity and camera under
+    it. A match's border is green when its identity is the query's, red when it is another one, grey when either
+    is unknown (`match_color`). A match whose frames could not be read is a grey tile saying why, with the same
+    border and text: one bad file never loses the figure.
+
+    Args:
+        queries: the Q queries.
+        matches: for each query, its matches nearest first (a row may have fewer than the others, or none).
+        max_query_frames: the most frames shown of a query.
+        max_match_frames: the most frames shown of a match; default: MATCH_FRAME_BUDGET frames shared by the
+            longest row's matches, from 1 (each match's middle frame) to MAX_MATCH_FRAMES.
+
+    Returns:
+        A figure with one axes per tracklet, a row's query first; each axes' spines are its border.
+    """
+    if not queries:
+        raise ValueError("queries must hold at least one query")
+    if len(matches) != len(queries):
+        raise ValueError(f"matches must have one list per query (Q={len(queries)}), got {len(matches)}")
+    num_columns = max(len(row) for row in matches)
+    if max_match_frames is None:
+        max_match_frames = min(max(MATCH_FRAME_BUDGET // max(num_columns, 1), 1), MAX_MATCH_FRAMES)
+    if max_query_frames < 1 or max_match_frames < 1:
+        raise ValueError(f"max_query_frames and max_match_frames must be >= 1, got {max_query_frames}, "
+                         f"{max_match_frames}")  # fmt: skip
+    shown = [q.frames for q in queries] + [m.frames for row in matches for m in row]
+    readable = [frames for frames in shown if frames is not None]
+    # Every strip is laid out for the first readable tracklet's frame shape (search resizes all to the model's);
+    # another shape is letterboxed in its tile. Nothing readable: 2:1, the shape of re-id crops.
+    frame_hw = _as_float_rgb(readable[0]).shape[1:3] if readable else (64, 32)
+    aspect = frame_hw[0] / frame_hw[1]
+
+    frame_height_in = RANK_FRAME_WIDTH_IN * aspect
+    query_width_in = max(max_query_frames * RANK_FRAME_WIDTH_IN, RANK_TILE_MIN_WIDTH_IN)
+    match_width_in = max(max_match_frames * RANK_FRAME_WIDTH_IN, RANK_TILE_MIN_WIDTH_IN)
+    title_in, below_in, gap_in, after_query_in = 0.22, 0.34, 0.12, 0.35
+    row_height_in = title_in + frame_height_in + below_in + gap_in
+    fig_width_in = gap_in + query_width_in + after_query_in + num_columns * (match_width_in + gap_in)
+    fig_height_in = len(queries) * row_height_in + gap_in
+    fig = Figure(figsize=(fig_width_in, fig_height_in))
+    FigureCanvasAgg(fig)  # the figure's own canvas: no global backend is touched
+
+    def tile(row: int, left_in: float, width_in: float) -> Axes:
+        bottom_in = fig_height_in - (row + 1) * row_height_in + below_in
+        return fig.add_axes((left_in / fig_width_in, bottom_in / fig_height_in, width_in / fig_width_in,
+                             frame_height_in / fig_height_in))  # fmt: skip
+
+    for row, (query, row_matches) in enumerate(zip(queries, matches, strict=True)):
+        ax = tile(row, gap_in, query_width_in)
+        _draw_tracklet(ax, query, max_query_frames, frame_hw, QUERY_COLOR, 1.5)
+        ax.set_title("query", fontsize=8, pad=3)
+        characters = int(query_width_in * 72 / (7 * 0.6))  # DejaVu Sans: ~0.6 em per character
+        identity = "?" if query.identity is None else query.identity
+        _write_below(ax, f"{_shortened(query.name, characters)}\nid {identity}")
+        for rank, match in enumerate(row_matches, 1):
+            left_in = gap_in + query_width_in + after_query_in + (rank - 1) * (match_width_in + gap_in)
+            ax = tile(row, left_in, match_width_in)
+            color = match_color(query.identity, match.identity)
+            _draw_tracklet(ax, match, max_match_frames, frame_hw, color, RANK_BORDER_PT)
+            ax.set_title(f"#{rank}", fontsize=8, pad=3)
+            identity = "?" if match.identity is None else match.identity
+            camera = "?" if match.camera is None else match.camera
+            distance = "" if match.distance is None else f"{match.distance:.3f}"
+            _write_below(ax, f"{distance}\nid {identity} · cam {camera}")
+    return fig
+
+
+def sweep_figure(
+    params: Mapping[str, Sequence[Any]],
+    scores: Sequence[float | None],
+    best: int | None = None,
+    score_label: str = "best val mAP",
+) -> Figure:
+    """A sweep's trials: each trial's score against its value of each searched parameter, one subplot each.
+
+    Numbers go on a linear axis with a few ticks, or a log axis when they are positive and span LOG_SPAN or more
+    (a symlog one when they also hold 0, e.g. λ = 0 next to 0.01 … 1); anything else (bundle names, lists) is a
+    category, in sorted order. Tick labels are rotated and the layout constrained, so that they never overlap.
+
+    Args:
+        params: each searched parameter's value in each of the T trials, in trial order.
+        scores: the T trials' scores; None for a trial that has none (e.g. it errored first), left out.
+        best: the index of the best trial, marked with a star; None to mark none.
+        score_label: the y axes' label.
+
+    Returns:
+        A figure with one axes per parameter (titled by its name), SWEEP_COLUMNS to a row; in each, the scored
+        trials are its first collection and the star, if any, the second.
+    """
+    if not params:
+        raise ValueError("params must name at least one searched parameter")
+    for key, values in params.items():
+        if len(values) != len(scores):
+            raise ValueError(f"params[{key!r}] must have one value per trial (T={len(scores)}), got {len(values)}")
+    if best is not None and not (0 <= best < len(scores) and scores[best] is not None):
+        raise ValueError(f"best must index a scored trial, got {best}")
+    scored = [t for t, score in enumerate(scores) if score is not None]
+    num_columns = min(SWEEP_COLUMNS, len(params))
+    num_rows = math.ceil(len(params) / num_columns)
+    fig = Figure(figsize=(3.3 * num_columns, 2.8 * num_rows), layout="constrained")
+    FigureCanvasAgg(fig)  # the figure's own canvas: no global backend is touched
+    axes = fig.subplots(num_rows, num_columns, squeeze=False).ravel()
+    for ax in axes[len(params) :]:
+        ax.set_visible(False)
+    for ax, (key, values) in zip(axes, params.items(), strict=False):
+        x = _sweep_axis(ax, [values[t] for t in scored])
+        ax.scatter(x, [scores[t] for t in scored], s=24, alpha=0.8, color="tab:blue")
+        if best is not None:
+            ax.scatter(x[scored.index(best)], scores[best], marker="*", s=160, color="tab:orange",
+                       edgecolor="black", linewidth=0.6, zorder=3, label="best trial")  # fmt: skip
+        ax.set_title(key, fontsize=9)
+        ax.set_ylabel(score_label, fontsize=8)
+        ax.tick_params(labelsize=8)
+        ax.tick_params(axis="x", labelrotation=30)
+        ax.grid(alpha=0.3)
+    if best is not None:  # above the axes, where it hides no trial
+        fig.legend(handles=axes[0].collections[1:], loc="outside upper right", fontsize=7, frameon=False)
+    return fig
+
+
+def _sweep_axis(ax: Axes, values: list[Any]) -> list[float]:
+    """Set up `ax`'s x axis for a parameter's values (see `sweep_figure`) and return their x positions."""
+    numeric = all(isinstance(v, Real) and not isinstance(v, bool) for v in values)
+    if not numeric:
+        categories = sorted({str(v) for v in values})
+        ax.set_xticks(range(len(categories)), categories)
+        ax.set_xlim(-0.5, len(categories) - 0.5)
+        return [float(categories.index(str(v))) for v in values]
+    x = [float(v) for v in values]
+    positive = [v for v in x if v > 0]
+    spans_decades = bool(positive) and max(positive) >= LOG_SPAN * min(positive) and min(x) >= 0
+    if spans_decades and len(positive) == len(x):
+        ax.set_xscale("log")
+        # 1-2-5 ticks over up to 3 decades (σ from 0.25 to 8: 0.5, 1, 2, 5), decades beyond; written as plain
+        # numbers, and none on the minor ticks, whose labels are what crowds a log axis.
+        subs = (1.0, 2.0, 5.0) if max(positive) < 1000 * min(positive) else (1.0,)
+        ax.xaxis.set_major_locator(LogLocator(subs=subs, numticks=6))
+        ax.xaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
+        ax.xaxis.set_minor_formatter(NullFormatter())
+    elif spans_decades:  # 0 among them (e.g. λ = 0, the ablation): linear up to the smallest positive value
+        ax.set_xscale("symlog", linthresh=min(positive))
+        ax.xaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
+        ax.xaxis.set_minor_formatter(NullFormatter())
+    else:
+        ax.xaxis.set_major_locator(MaxNLocator(nbins=4, integer=all(v.is_integer() for v in x)))
+    return x
+
+
+def _draw_tracklet(
+    ax: Axes, tracklet: RankedTracklet, max_frames: int, frame_hw: tuple[int, int], color: str, border_pt: float
+) -> None:
+    """A tracklet's strip of frames (or a placeholder saying why there are none) framed by coloured spines."""
+    if tracklet.frames is None:
+        gap = _strip_gap(frame_hw[1])
+        width = max_frames * frame_hw[1] + (max_frames - 1) * gap
+        _show(ax, np.full((*frame_hw[:1], width, 3), PLACEHOLDER_GRAY))
+        characters = max(int(max_frames * RANK_FRAME_WIDTH_IN * 72 / (5.5 * 0.6)), 8)  # per line, at 5.5 pt
+        reason = _shortened(tracklet.unreadable or "no frames", 4 * characters, keep="start")
+        ax.text(0.5, 0.5, "cannot read\n" + textwrap.fill(reason, characters), transform=ax.transAxes,
+                ha="center", va="center", fontsize=5.5, color="black", clip_on=True)  # fmt: skip
+    else:
+        _show(ax, _strip(_as_float_rgb(tracklet.frames), max_frames))
+    for spine in ax.spines.values():
+        spine.set_color(color)
+        spine.set_linewidth(border_pt)
+
+
+def _strip(images_NHW3: np.ndarray, max_frames: int) -> np.ndarray:
+    """Up to `max_frames` frames side by side on white, the middles of as many equal chunks of the N frames."""
+    num_frames = len(images_NHW3)
+    count = min(max_frames, num_frames)
+    picked = ((np.arange(count) + 0.5) * num_frames / count).astype(int)  # one frame: the middle one
+    height, width = images_NHW3.shape[1:3]
+    gap = _strip_gap(width)
+    strip = np.ones((height, count * width + (count - 1) * gap, 3))
+    for i, n in enumerate(picked):
+        strip[:, i * (width + gap) : i * (width + gap) + width] = images_NHW3[n]
+    return strip
+
+
+def _strip_gap(width: int) -> int:
+    """White columns between the frames of a strip."""
+    return max(1, width // 16)
+
+
+def _write_below(ax: Axes, text: str) -> None:
+    ax.annotate(text, xy=(0.5, 0), xycoords="axes fraction", xytext=(0, -3), textcoords="offset points",
+                ha="center", va="top", fontsize=7)  # fmt: skip
+
+
+def _shortened(text: str, characters: int, keep: str = "end") -> str:
+    """`text` cut to `characters` characters, marked with "…": its end (of a path, what says most) or its start."""
+    if len(text) <= characters:
+        return text
+    return "…" + text[-(characters - 1) :] if keep == "end" else text[: characters - 1] + "…"
 
 
 def save_figure(fig: Figure, path: str | Path, dpi: int = 100) -> Path:

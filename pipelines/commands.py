@@ -231,6 +231,13 @@ def search_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--query", type=Path, nargs="+", required=True, help="video files or folders of frames")
     parser.add_argument("--top-k", type=int, default=10, help="gallery tracklets to show")
     parser.add_argument("--model", help=f"default: the gallery's model if it is a registry URI; {MODEL_HELP}")
+    parser.add_argument("--figure", type=Path, help="also draw each query and its top-k tracklets into this image "
+                        "(.png or .jpg), a row per query")  # fmt: skip
+    parser.add_argument("--query-identity", type=int, nargs="+", metavar="N",
+                        help="the queries' known identities, one per --query or one for all: --figure frames a "
+                        "tracklet of the same identity green, another red (default: a query's identity in the "
+                        "gallery when the gallery holds its path, else unknown: grey)")  # fmt: skip
+    parser.add_argument("--force", action="store_true", help="overwrite --figure if it exists")
     _tracking(parser)
 
 
@@ -358,8 +365,10 @@ COMMANDS: dict[str, Command] = {
         "pipelines.search",
         "find a person: rank a gallery written by drsta embed against query footage",
         "The query is embedded with the gallery's model and ranked by distance between L2-normalised\n"
-        "descriptors; prints the top-k tracklets and, when known, the identities.",
-        "drsta search --gallery gallery.parquet --query clip.mp4 --top-k 5",
+        "descriptors; prints the top-k tracklets and, when known, the identities. --figure draws them too, each\n"
+        "tracklet framed green (the query's identity), red (another) or grey (unknown).",
+        "drsta search --gallery gallery.parquet --query clip.mp4 --top-k 5\n"
+        "drsta search --gallery gallery.parquet --query clip.mp4 --figure ranks.png --query-identity 12",
         search_arguments,
     ),
     "explain": Command(

@@ -1,5 +1,6 @@
 """Figures: layout (axes, image size), content (overlay follows the map, weights printed) and input checks."""
 
+import itertools
 import subprocess
 import sys
 
@@ -254,3 +255,204 @@ def test_save_figure_refuses_other_formats(tmp_path):
     with pytest.raises(ValueError, match=r"\.png"):
         viz.save_figure(viz.cmc_figure(np.array([0.5])), tmp_path / "cmc.jpg")
     assert not (tmp_path / "cmc.jpg").exists()
+
+
+# --- ranked results (drsta search --figure) and the sweep figure ------------------------------------------------
+
+
+def numbered_clip(num_frames: int, channel: int) -> np.ndarray:
+    """(N, H, W, 3) uint8 frames whose `channel` holds 10 × the frame's index (to tell which frames a strip took)."""
+    frames = np.zeros((num_frames, H, W, 3), dtype=np.uint8)
+    frames[..., channel] = 10 * np.arange(num_frames)[:, None, None]
+    return frames
+
+
+def drawn(fig) -> np.ndarray:
+    fig.canvas.draw()
+    return np.asarray(fig.canvas.buffer_rgba())[..., :3]
+
+
+def pixel_at(fig, pixels: np.ndarray, ax, x_fraction: float, y_fraction: float) -> np.ndarray:
+    """The drawn pixel at a fraction of `ax`'s box (x from its left, y from its top)."""
+    box = ax.get_window_extent()
+    x = round(box.x0 + x_fraction * box.width)
+    y = pixels.shape[0] - round(box.y1 - y_fraction * box.height)
+    return pixels[y, x].astype(int)
+
+
+def rgb255(color: str) -> np.ndarray:
+    from matplotlib.colors import to_rgb
+
+    return np.round(255 * np.array(to_rgb(color))).astype(int)
+
+
+@pytest.fixture
+def ranked() -> tuple[list[viz.RankedTracklet], list[list[viz.RankedTracklet]]]:
+    """Query 1 (identity 3): the same person, another one, an unreadable tracklet, an unknown one. Query 2 (no
+    identity): one match."""
+    queries = [viz.RankedTracklet(numbered_clip(8, 0), identity=3, name="/footage/cam1/suspect.mp4"),
+               viz.RankedTracklet(numbered_clip(5, 1), name="q2")]  # fmt: skip
+    matches = [
+        [viz.RankedTracklet(numbered_clip(8, 1), 3, 1, 0.0123), viz.RankedTracklet(numbered_clip(6, 2), 5, 2, 0.4),
+         viz.RankedTracklet(None, 3, 2, 0.5, unreadable="no such file or folder"),
+         viz.RankedTracklet(numbered_clip(2, 2), None, None, 0.8)],
+        [viz.RankedTracklet(numbered_clip(8, 1), 7, 1, 0.2)],
+    ]  # fmt: skip
+    return queries, matches
+
+
+def test_ranked_results_figure_layout_and_text(tmp_path, ranked):
+    queries, matches = ranked
+    fig = viz.ranked_results_figure(queries, matches)
+    assert len(fig.axes) == 2 + 4 + 1  # a query and its matches per row
+    row1 = fig.axes[:5]
+    assert [ax.get_title() for ax in row1] == ["query", "#1", "#2", "#3", "#4"]
+    assert [ax.texts[-1].get_text() for ax in row1] == [
+        "/footage/cam1/suspect.mp4\nid 3",
+        "0.012\nid 3 · cam 1", "0.400\nid 5 · cam 2", "0.500\nid 3 · cam 2", "0.800\nid ? · cam ?",
+    ]  # fmt: skip
+    assert fig.axes[5].texts[-1].get_text() == "q2\nid ?"
+    long_name = viz.RankedTracklet(queries[0].frames, name="/a" * 40 + "/suspect.mp4")  # keeps the path's end
+    name = viz.ranked_results_figure([long_name], [[]]).axes[0].texts[-1].get_text().split("\n")[0]
+    assert name.startswith("…") and name.endswith("/a/a/suspect.mp4") and len(name) < 50
+    # The query: 4 of its 8 frames, the middles of 4 chunks (1, 3, 5, 7), a white gap between them. The matches:
+    # 12 frames shared by a row of 4, so 3 each; a 2-frame tracklet shows both.
+    gap = max(1, W // 16)
+    query_strip = row1[0].images[0].get_array()
+    assert query_strip.shape == (H, 4 * W + 3 * gap, 3)
+    firsts = [query_strip[0, i * (W + gap), 0] for i in range(4)]
+    np.testing.assert_allclose(np.array(firsts) * 255, [10, 30, 50, 70], atol=1e-6)
+    assert row1[1].images[0].get_array().shape == (H, 3 * W + 2 * gap, 3)
+    assert row1[4].images[0].get_array().shape == (H, 2 * W + gap, 3)
+    pixels = drawn(fig)
+    assert pixels.shape[:2] == tuple(np.round(fig.get_size_inches()[::-1] * fig.dpi).astype(int))
+    check_png(viz.save_figure(fig, tmp_path / "ranks.png"), fig, dpi=100)
+    # One row fewer: the figure is one row shorter and as wide.
+    one_row = viz.ranked_results_figure(queries[:1], matches[:1])
+    row_height = fig.get_size_inches()[1] - one_row.get_size_inches()[1]
+    assert one_row.get_size_inches()[0] == fig.get_size_inches()[0] and row_height > H / W * viz.RANK_FRAME_WIDTH_IN
+
+
+def test_ranked_results_borders_say_whether_the_identity_is_the_querys(ranked):
+    queries, matches = ranked
+    fig = viz.ranked_results_figure(queries, matches)
+    pixels = drawn(fig)
+    green, red, grey = rgb255(viz.MATCH_COLOR), rgb255(viz.MISMATCH_COLOR), rgb255(viz.UNKNOWN_COLOR)
+    # Row 1 (query identity 3): id 3, id 5, id 3 (unreadable), unknown; row 2 (query unknown): id 7.
+    expected = [green, red, green, grey, grey]
+    for ax, color in zip([*fig.axes[1:5], fig.axes[6]], expected, strict=True):
+        for x, y in [(0, 0.5), (1, 0.5), (0.5, 0), (0.5, 1)]:  # the middle of each side
+            np.testing.assert_allclose(pixel_at(fig, pixels, ax, x, y), color, atol=3)
+    assert viz.match_color(3, 3) == viz.MATCH_COLOR and viz.match_color(3, 4) == viz.MISMATCH_COLOR
+    assert viz.match_color(None, 3) == viz.match_color(3, None) == viz.UNKNOWN_COLOR
+    assert viz.match_color(0, 0) == viz.MATCH_COLOR  # identity 0 is an identity
+
+
+def test_ranked_results_unreadable_tracklet_is_a_placeholder_saying_why(ranked):
+    queries, matches = ranked
+    fig = viz.ranked_results_figure(queries, matches)
+    placeholder = fig.axes[3]
+    assert placeholder.texts[0].get_text().startswith("cannot read\n")
+    assert "no such file" in placeholder.texts[0].get_text()
+    pixels = drawn(fig)
+    np.testing.assert_allclose(pixel_at(fig, pixels, placeholder, 0.5, 0.1), [round(255 * viz.PLACEHOLDER_GRAY)] * 3,
+                               atol=2)  # fmt: skip
+    # Nothing readable at all: still a figure, laid out for 2:1 crops.
+    nothing = viz.RankedTracklet(None, unreadable="x")
+    fig = viz.ranked_results_figure([nothing], [[nothing, nothing]])
+    assert len(fig.axes) == 3 and all(ax.texts[0].get_text() == "cannot read\nx" for ax in fig.axes)
+
+
+def test_ranked_results_frames_per_match_follow_the_row_length():
+    clip = numbered_clip(8, 0)
+    query = viz.RankedTracklet(clip)
+    gap = max(1, W // 16)
+    for top_k, shown in [(1, 4), (3, 4), (4, 3), (6, 2), (10, 1), (20, 1)]:
+        fig = viz.ranked_results_figure([query], [[viz.RankedTracklet(clip, distance=0.1)] * top_k])
+        assert fig.axes[1].images[0].get_array().shape[1] == shown * W + (shown - 1) * gap, top_k
+    fig = viz.ranked_results_figure([query], [[viz.RankedTracklet(clip, distance=0.1)]], 2, 1)
+    middle = fig.axes[1].images[0].get_array()
+    assert fig.axes[0].images[0].get_array().shape[1] == 2 * W + gap and middle.shape[1] == W
+    assert middle[0, 0, 0] * 255 == pytest.approx(40)  # one frame: the middle one (index 4 of 8)
+    fig = viz.ranked_results_figure([query], [[]])  # no matches: the query alone
+    assert len(fig.axes) == 1
+
+
+@pytest.mark.parametrize(
+    ("names", "call"),
+    [
+        ("queries", lambda q: viz.ranked_results_figure([], [])),
+        ("one list per query", lambda q: viz.ranked_results_figure([q], [[], []])),
+        ("frames", lambda q: viz.ranked_results_figure([viz.RankedTracklet(q.frames[0])], [[]])),
+        ("max_query_frames", lambda q: viz.ranked_results_figure([q], [[q]], max_query_frames=0)),
+    ],
+)
+def test_ranked_results_bad_input_raises_naming_it(frames, names, call):
+    with pytest.raises(ValueError, match=names):
+        call(viz.RankedTracklet(frames))
+
+
+def shown_tick_labels(ax) -> list:
+    """The x tick labels drawn: with text, and at a tick inside the axes' limits."""
+    low, high = sorted(ax.get_xlim())
+    return [t for t in ax.get_xticklabels() if t.get_text() and low <= t.get_position()[0] <= high]
+
+
+SWEEP_PARAMS = {
+    "model.num_attention_models": [1, 2, 4, 8, 2],
+    "model.sigma": [0.5, 1.0, 2.0, 1.5, 0.75],
+    "loss.diversity_weight": [0.001, 0.01, 0.1, 1.0, 10.0],
+    "variant": ["drsta", "tp_baseline", "spatial_attention_reg", "drsta", "drsta_fixed_w"],
+}
+SWEEP_SCORES = [0.5, 0.6, None, 0.7, 0.65]  # trial 3 has no score (errored before its first evaluation)
+
+
+def test_sweep_figure_one_readable_subplot_per_parameter(tmp_path):
+    fig = viz.sweep_figure(SWEEP_PARAMS, SWEEP_SCORES, best=3)
+    axes = [ax for ax in fig.axes if ax.get_visible()]
+    assert [ax.get_title() for ax in axes] == list(SWEEP_PARAMS)
+    assert all(ax.get_ylabel() == "best val mAP" for ax in axes)
+    scored = [0, 1, 3, 4]
+    for ax, values in zip(axes, SWEEP_PARAMS.values(), strict=True):
+        trials, star = ax.collections
+        np.testing.assert_allclose(trials.get_offsets()[:, 1], [SWEEP_SCORES[t] for t in scored])
+        np.testing.assert_allclose(star.get_offsets(), trials.get_offsets()[[2]])  # trial 3: the best
+        if not isinstance(values[0], str):
+            np.testing.assert_allclose(trials.get_offsets()[:, 0], [values[t] for t in scored])
+    k, sigma, weight, variant = axes
+    assert weight.get_xscale() == "log"  # 0.001 … 10: decades
+    assert k.get_xscale() == sigma.get_xscale() == variant.get_xscale() == "linear"  # 0.5 … 2: not a decade
+    # Bundles are categories, in sorted order (the errored trial's spatial_attention_reg is not one).
+    assert [t.get_text() for t in variant.get_xticklabels()] == ["drsta", "drsta_fixed_w", "tp_baseline"]
+    np.testing.assert_allclose(variant.collections[0].get_offsets()[:, 0], [0, 2, 0, 1])
+    pixels = drawn(fig)
+    renderer = fig.canvas.get_renderer()
+    for ax in axes:  # no two tick labels of an axis overlap, and none leaves the figure
+        boxes = [t.get_window_extent(renderer) for t in shown_tick_labels(ax)]
+        assert len(boxes) >= 2, ax.get_title()
+        for a, b in itertools.pairwise(boxes):
+            assert not a.overlaps(b), (ax.get_title(), a, b)
+        assert all(box.x0 >= 0 and box.x1 <= pixels.shape[1] and box.y0 >= 0 for box in boxes), ax.get_title()
+    assert {"0.001", "0.1", "10"} <= {t.get_text() for t in shown_tick_labels(weight)}  # plain numbers
+    check_png(viz.save_figure(fig, tmp_path / "sweep.png"), fig, dpi=100)
+
+
+def test_sweep_figure_symlog_with_zero_and_no_best():
+    fig = viz.sweep_figure({"loss.diversity_weight": [0.0, 0.01, 0.1, 1.0]}, [0.4, 0.5, 0.6, 0.55])
+    (ax,) = fig.axes
+    assert ax.get_xscale() == "symlog" and len(ax.collections) == 1 and not fig.legends
+    fig = viz.sweep_figure({"model.sigma": [1.0, 2.0]}, [None, None])  # nothing scored: empty axes, no error
+    assert len(fig.axes[0].collections[0].get_offsets()) == 0
+
+
+@pytest.mark.parametrize(
+    ("names", "call"),
+    [
+        ("params", lambda: viz.sweep_figure({}, [])),
+        ("one value per trial", lambda: viz.sweep_figure({"a": [1, 2]}, [0.5])),
+        ("best", lambda: viz.sweep_figure({"a": [1, 2]}, [0.5, None], best=1)),
+    ],
+)
+def test_sweep_figure_bad_input_raises_naming_it(names, call):
+    with pytest.raises(ValueError, match=names):
+        call()
