@@ -1,5 +1,5 @@
-"""A drsta model directory as it is logged to MLflow (`model/` of a run, or `DIR/model` of `drsta models pull`),
-read without running anything in it.
+"""A drsta model directory as it is logged to MLflow (a LoggedModel's artifacts, or `DIR/model` of `drsta models
+pull`), read without running anything in it.
 
     model/MLmodel            the MLflow pytorch flavour; must be the pt2 format, with no `code:` path
     model/data/model.pt2     the torch.export program: the only program file ever opened

@@ -28,7 +28,6 @@ import re
 import tempfile
 import time
 from collections.abc import Callable, Mapping
-from itertools import count
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 from urllib.parse import unquote, urlsplit
@@ -38,7 +37,7 @@ import numpy as np
 import torch
 import yaml
 from mlflow import MlflowClient
-from mlflow.entities import Metric, Param, RunStatus, RunTag
+from mlflow.entities import LoggedModelOutput, Metric, Param, RunStatus, RunTag
 from mlflow.entities.model_registry import ModelVersion, RegisteredModel
 from mlflow.exceptions import MlflowException
 from mlflow.models import ModelSignature
@@ -51,9 +50,14 @@ from pipelines.uris import has_credentials, redact_credentials
 
 _logger = logging.getLogger(__name__)
 
-MODEL_ARTIFACT_PATH = "model"
-"""Run-relative artifact directory of the logged model (MLflow pytorch flavour + config, weights, metadata);
-further models of the same run go to model-2, model-3, ..."""
+MODEL_TYPE = "drsta"
+"""The `model_type` of drsta's MLflow LoggedModels."""
+KIND_TAG, MODEL_DEVELOPMENT = "mlflow.experimentKind", "custom_model_development"
+"""The experiment tag that makes MLflow 3's UI open drsta's experiment on runs, charts and models (not GenAI)."""
+# The hyper-parameters that tell two DRSTA models apart, shown on the LoggedModel and in the version description.
+MODEL_PARAMS = {"K": ("model", "num_attention_models"), "sigma": ("model", "sigma"),
+                "lambda": ("loss", "diversity_weight"), "N": ("model", "num_frames"), "backbone": ("model", "backbone"),
+                "feature_enhancement": ("model", "feature_enhancement")}  # fmt: skip
 
 _T = TypeVar("_T")
 _END_STATUSES = ("FINISHED", "FAILED", "KILLED")
@@ -271,13 +275,17 @@ def log_model(
     metrics: Mapping[str, float],
     data_fingerprint: str,
     registered_name: str = "drsta",
+    step: int = 0,
 ) -> ModelVersion | None:
-    """Log the final model under the run's `model/` artifacts (`model-2/`, ... if taken) and register it.
+    """Log the final model as an MLflow 3 LoggedModel of the tracker's run and register it.
 
-    `model/` holds the MLflow pytorch flavour (`MLmodel`, `data/model.pt2`: the `torch.export` program, eval
-    mode, CPU, any batch size, returning a dict of tensors) plus `config.yaml` (the resolved config),
-    `state_dict.pt` (loads with `torch.load(weights_only=True)`) and `metadata.json`. The registered version
-    carries `metrics` and `data_fingerprint` as tags.
+    The LoggedModel (its own artifact location, so no model overwrites another) holds the MLflow pytorch flavour
+    (`MLmodel`, `data/model.pt2`: the `torch.export` program, eval mode, CPU, any batch size, returning a dict of
+    tensors) plus `config.yaml` (the resolved config), `state_dict.pt` (loads with
+    `torch.load(weights_only=True)`) and `metadata.json`; its params are K, σ, λ, N, the trunk and whether
+    features are enhanced. `metrics` are logged to the run linked to the model (at `step`, the epoch they are
+    from), so MLflow's UI shows them on the model; the registered version carries them and `data_fingerprint`
+    as tags, and a description of what it is.
 
     Args:
         tracker: a started tracker; its failure policy applies (export errors included).
@@ -294,7 +302,7 @@ def log_model(
     tracker._require_started()
     return tracker.guarded(
         "log_model",
-        lambda: _log_model(tracker, model, example_clips, config, metrics, data_fingerprint, registered_name),
+        lambda: _log_model(tracker, model, example_clips, config, metrics, data_fingerprint, registered_name, step),
     )
 
 
@@ -306,6 +314,7 @@ def _log_model(
     metrics: Mapping[str, float],
     data_fingerprint: str,
     registered_name: str,
+    step: int,
 ) -> ModelVersion:
     # Imported here, not at the top: `load_registered` must run in a process that never imports drsta.
     from drsta.model.export import OUTPUT_KEYS, export_model
@@ -337,27 +346,62 @@ def _log_model(
         "mlflow_version": mlflow.__version__,
         "run_id": run_id,
     }
-    # A registered version must point at files nothing overwrites: a second model of the same run (a "best" and
-    # a "last", or a driver resumed after logging) goes to model-2/, model-3/, ...
-    taken = {info.path for info in client.list_artifacts(run_id)}
-    candidates = (MODEL_ARTIFACT_PATH if i == 1 else f"{MODEL_ARTIFACT_PATH}-{i}" for i in count(1))
-    artifact_path = next(path for path in candidates if path not in taken)
+    run = client.get_run(run_id)
+    params = model_params(config)
+    logged = client.create_logged_model(run.info.experiment_id, name=registered_name, source_run_id=run_id,
+                                        params=params, tags={"data_fingerprint": data_fingerprint},
+                                        model_type=MODEL_TYPE)  # fmt: skip
     with tempfile.TemporaryDirectory() as tmp:
-        model_dir = Path(tmp) / artifact_path
+        model_dir = Path(tmp) / "model"
         _save_flavour(serving, clips, outputs, model_dir)
         (model_dir / "config.yaml").write_text(yaml.safe_dump(dict(config), sort_keys=False))
         torch.save(cpu_model.state_dict(), model_dir / "state_dict.pt")
-        (model_dir / "metadata.json").write_text(json.dumps(metadata, indent=2))
-        client.log_artifacts(run_id, str(model_dir), artifact_path)
+        (model_dir / "metadata.json").write_text(json.dumps(metadata | {"model_id": logged.model_id}, indent=2))
+        client.log_model_artifacts(logged.model_id, str(model_dir))
+    client.finalize_logged_model(logged.model_id, "READY")
+    client.log_outputs(run_id, [LoggedModelOutput(logged.model_id, step)])
+    for key, value in metrics.items():
+        client.log_metric(run_id, key, float(value), step=step, model_id=logged.model_id)
 
     try:
-        client.create_registered_model(registered_name)
+        client.create_registered_model(registered_name, description=REGISTERED_DESCRIPTION)
     except MlflowException as err:
         if err.error_code != ErrorCode.Name(RESOURCE_ALREADY_EXISTS):
             raise
-    source = f"{client.get_run(run_id).info.artifact_uri}/{artifact_path}"
     tags = {key: str(float(value)) for key, value in metrics.items()} | {"data_fingerprint": data_fingerprint}
-    return client.create_model_version(registered_name, source, run_id=run_id, tags=tags)
+    description = version_description(params, metrics, data_fingerprint, run.info.run_name, run_id)
+    # The source is the LoggedModel's artifact location itself: a `models:/<model_id>` source would make
+    # MLflow's SQL registry look the model up through the *global* tracking URI, not this client's.
+    version = client.create_model_version(registered_name, logged.artifact_location, run_id=run_id, tags=tags,
+                                          description=description, model_id=logged.model_id)  # fmt: skip
+    # The link MLflow's UI follows from the LoggedModel to its registered versions (what `log_model` would set).
+    client.set_logged_model_tags(logged.model_id, {"mlflow.modelVersions": json.dumps(
+        [{"name": registered_name, "version": version.version}])})  # fmt: skip
+    return version
+
+
+REGISTERED_DESCRIPTION = (
+    "DRSTA (Li et al., CVPR 2018): video person re-identification by diversity-regularized spatiotemporal "
+    "attention. Each version is a torch.export program (MLflow pytorch flavour, pt2) that maps clips "
+    "(B, N, 3, H, W, RGB in [0, 1]) to K·D descriptors, with its config and state dict; `champion` is the "
+    "version that won its last promotion (`drsta models history`)."
+)
+
+
+def model_params(config: Mapping[str, Any]) -> dict[str, str]:
+    """K, σ, λ, N, the trunk and feature enhancement of a resolved config, as LoggedModel params."""
+    return {name: str(config[section][key]) for name, (section, key) in MODEL_PARAMS.items()}
+
+
+def version_description(
+    params: Mapping[str, str], metrics: Mapping[str, float], data_fingerprint: str, run_name: str, run_id: str
+) -> str:
+    """What a registered version is, in one paragraph: its hyper-parameters, scores, data and training run."""
+    values = ", ".join(f"{name} = {value}" for name, value in params.items())
+    scores = ", ".join(f"{key.removeprefix('val/')} {value:.1%}" for key, value in metrics.items()
+                       if key in ("val/mAP", "val/rank1"))  # fmt: skip
+    return (f"DRSTA with {values}. Validation: {scores or 'not evaluated'}. Trained on data {data_fingerprint} by "
+            f"run {run_name} ({run_id}).")  # fmt: skip
 
 
 def _save_flavour(serving: nn.Module, clips: torch.Tensor, outputs: dict[str, torch.Tensor], model_dir: Path) -> None:
@@ -390,7 +434,7 @@ def _save_flavour(serving: nn.Module, clips: torch.Tensor, outputs: dict[str, to
 
 
 def download_registered(model_uri: str, tracking_uri: str | None, dst: str | Path) -> tuple[Path, dict[str, Any]]:
-    """Download the `model/` artifacts of a registered version into `dst`, without loading anything.
+    """Download the model files (its LoggedModel's artifacts) of a registered version into `dst`, loading nothing.
 
     Args:
         model_uri: `models:/<name>/<version>` or `models:/<name>@<alias>` (aliases, not the deprecated stages).
@@ -521,9 +565,12 @@ def get_or_create_experiment(client: MlflowClient, name: str, artifact_location:
     """The id of experiment `name`, created (with `artifact_location`) if it does not exist yet."""
     experiment = client.get_experiment_by_name(name)
     if experiment is not None:
+        if KIND_TAG not in experiment.tags:  # a kind chosen in the UI stays
+            client.set_experiment_tag(experiment.experiment_id, KIND_TAG, MODEL_DEVELOPMENT)
         return experiment.experiment_id
     try:
-        return client.create_experiment(name, artifact_location=artifact_location)
+        return client.create_experiment(name, artifact_location=artifact_location,
+                                        tags={KIND_TAG: MODEL_DEVELOPMENT})  # fmt: skip
     except MlflowException as err:  # another worker created it between the two calls
         if err.error_code != ErrorCode.Name(RESOURCE_ALREADY_EXISTS):
             raise

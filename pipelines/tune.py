@@ -19,10 +19,12 @@ import ray
 import ray.train
 import ray.tune
 import torch
+from matplotlib.figure import Figure
 from ray.tune.integration.ray_train import TuneReportCallback
 from ray.tune.schedulers import ASHAScheduler
 from ray.tune.search.optuna import OptunaSearch
 
+from drsta import viz
 from drsta.config import ExperimentConfig
 from drsta.data.manifest import fingerprint, read_manifest
 from drsta.search_space import Distribution, SearchSpace, expand_bundles
@@ -179,27 +181,31 @@ def sweep(
     for key, value in summary["best_metrics"].items():
         if key.startswith("val/"):
             client.log_metric(parent.info.run_id, f"best/{key}", value)
-    client.log_figure(parent.info.run_id, sweep_figure(results.get_dataframe(), list(space.params)),
-                      "figures/sweep.png")  # fmt: skip
-    close_trial_runs(client, parent.info.run_id, name, results, base.optim.epochs)
-    if base.train.registered_model:
-        summary |= register_best(best, base, parent.info.run_id, manifest)
+    client.log_figure(parent.info.run_id, sweep_figure(summary["trials"], list(space.params)), "figures/sweep.png")
+    try:
+        if base.train.registered_model:
+            runs = trial_runs(client, parent.info.run_id, name)
+            trained_by = runs.get(best.metrics.get("trial_id"), parent).info.run_id
+            summary |= register_best(best, base, trained_by, manifest)
+    finally:  # after the registration, which reopens the best trial's run to log its model
+        close_trial_runs(client, parent.info.run_id, name, results, base.optim.epochs)
     client.set_terminated(parent.info.run_id, "FINISHED")
     return summary
 
 
-def register_best(best: Any, base: ExperimentConfig, parent_run_id: str, manifest: Path) -> dict[str, Any]:
-    """Register the best trial's model under the sweep's run, then promote it if it beats the champion."""
+def register_best(best: Any, base: ExperimentConfig, run_id: str, manifest: Path) -> dict[str, Any]:
+    """Register the best trial's best epoch as a model of `run_id` (the trial's MLflow run), then promote it if it
+    beats the champion."""
     params = expand_bundles(best.config["params"], best.config.get("bundles", {}))
     cfg = ExperimentConfig.from_dict(best.config["base"]).with_overrides(params)
     epoch = best_epoch(best)
     model = load_trained_model(ray.train.Checkpoint(epoch["checkpoint_path"]), cfg)
-    tracker = RunTracker(base.train.tracking_uri, base.train.experiment, "sweep", run_id=parent_run_id)
+    tracker = RunTracker(base.train.tracking_uri, base.train.experiment, cfg.train.name, run_id=run_id)
     tracker.start()
     example = torch.rand(1, cfg.model.num_frames, 3, cfg.input.height, cfg.input.width)
     metrics = {k: v for k, v in epoch.items() if k.startswith("val/")}
     version = log_model(tracker, model, example, cfg.to_dict(), metrics, fingerprint(read_manifest(manifest)),
-                        registered_name=base.train.registered_model)  # fmt: skip
+                        registered_name=base.train.registered_model, step=int(epoch["epoch"]))  # fmt: skip
     if version is None:
         return {"model_version": None, "promotion": None}
     promotion = promote(base.train.registered_model, int(version.version), manifest, base.train.tracking_uri)
@@ -213,17 +219,24 @@ def best_epoch(result: Any) -> dict[str, Any]:
     return history.loc[history[SCORE].idxmax()].to_dict()
 
 
+def trial_runs(client: mlflow.MlflowClient, parent_run_id: str, sweep: str) -> dict[str, Any]:
+    """The MLflow runs of a sweep's trials (children of its parent run, named `<sweep>-<trial id>`), by trial id."""
+    parent = client.get_run(parent_run_id)
+    children = client.search_runs([parent.info.experiment_id], f"tags.mlflow.parentRunId = '{parent_run_id}'")
+    prefix = f"{sweep}-"
+    return {child.info.run_name.removeprefix(prefix): child for child in children
+            if child.info.run_name.startswith(prefix)}  # fmt: skip
+
+
 def close_trial_runs(client: mlflow.MlflowClient, parent_run_id: str, sweep: str, results: Any, epochs: int) -> None:
     """Give every trial's MLflow run its final status: FINISHED (all epochs), KILLED (stopped early) or FAILED.
 
     Tune ends a trial by stopping its driver, also when ASHA sees its last epoch (t = max_t), so a trial's own
     training run never gets to close its MLflow run: the sweep does, from Tune's results.
     """
-    parent = client.get_run(parent_run_id)
-    children = client.search_runs([parent.info.experiment_id], f"tags.mlflow.parentRunId = '{parent_run_id}'")
-    by_name = {child.info.run_name: child for child in children}
+    runs = trial_runs(client, parent_run_id, sweep)
     for result in results:
-        child = by_name.get(f"{sweep}-{result.metrics.get('trial_id')}")
+        child = runs.get(result.metrics.get("trial_id"))
         if child is None:
             continue
         if result.error is not None:
@@ -249,21 +262,12 @@ def trial_table(results: Any, keys: list[str], best: Any) -> list[dict[str, Any]
     return rows
 
 
-def sweep_figure(frame: Any, keys: list[str]) -> Any:
-    """val/mAP of every trial against each searched value."""
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(4 * len(keys), 3.2))
-    for ax, key in zip(fig.subplots(1, len(keys), squeeze=False)[0], keys, strict=True):
-        column = f"config/params/{key}"
-        if column in frame and SCORE in frame:
-            ax.scatter(frame[column], frame[SCORE])
-        ax.set_xlabel(key)
-        ax.set_ylabel(SCORE)
-        if key in ("model.sigma", "loss.diversity_weight", "optim.lr", "optim.weight_decay"):
-            ax.set_xscale("log")
-    fig.tight_layout()
-    return fig
+def sweep_figure(rows: list[dict[str, Any]], keys: list[str]) -> Figure:
+    """Each trial's best val mAP against each searched value: the numbers of the sweep's table (`trial_table`
+    rows), its best-scoring epoch's, not its last epoch's (ASHA and overfitting make them differ)."""
+    best = [i for i, row in enumerate(rows) if row["best"] and row["mAP"] is not None]
+    return viz.sweep_figure({key: [row[key] for row in rows] for key in keys}, [row["mAP"] for row in rows],
+                            best=best[0] if best else None, score_label="best val mAP")  # fmt: skip
 
 
 def parent_run(base: ExperimentConfig, name: str, space_path: Path, space: SearchSpace) -> Any:

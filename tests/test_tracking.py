@@ -34,9 +34,7 @@ pytestmark = pytest.mark.integration
 os.environ["MLFLOW_DISABLE_TELEMETRY"] = "true"
 
 CLIP_SHAPE = (2, 4, 3, 64, 32)  # (B, N, 3, H, W) for drsta_tiny
-MODEL_FILES = {
-    f"model/{name}" for name in ("MLmodel", "data/model.pt2", "config.yaml", "state_dict.pt", "metadata.json")
-}
+MODEL_FILES = {"MLmodel", "data", "config.yaml", "state_dict.pt", "metadata.json"}
 
 
 def _tracker(root: Path, run_name: str = "run", **kwargs) -> RunTracker:
@@ -176,21 +174,38 @@ def registry(tmp_path_factory):
     return {"root": root, "uri": _uri(root), "clips": clips, "models": models, "versions": versions, "config": config}
 
 
-def test_log_model_registers_versions_with_tags_and_artifacts(registry):
+def test_log_model_registers_logged_models_with_metrics_params_and_descriptions(registry):
     client = MlflowClient(registry["uri"])
     v1, v2 = registry["versions"]
     assert (int(v1.version), int(v2.version)) == (1, 2)
     assert v1.tags == {"val/mAP": "0.6", "data_fingerprint": "fingerprint-1"}
     assert v1.run_id == v2.run_id
-    assert v1.source.endswith("/model") and v2.source.endswith("/model-2"), "a second model must not overwrite"
-    assert _artifact_files(client, v1.run_id, "model") >= MODEL_FILES
+    assert v1.source != v2.source, "a second model of the same run must not overwrite the first"
+    experiment = client.get_experiment_by_name("drsta-test")
+    assert experiment.tags["mlflow.experimentKind"] == "custom_model_development"  # the UI opens on runs and models
+
+    # MLflow 3 LoggedModels: one per version, READY, linked to the run, with K/σ/λ and the metrics on the model.
+    logged = {m.artifact_location: m for m in client.search_logged_models([experiment.experiment_id])}
+    config = registry["config"]
+    for version, mAP in ((v1, 0.6), (v2, 0.7)):
+        model = logged[version.source]
+        assert (model.source_run_id, model.model_type, str(model.status)) == (v1.run_id, "drsta", "READY")
+        assert model.params["K"] == str(config["model"]["num_attention_models"])
+        assert model.params["lambda"] == str(config["loss"]["diversity_weight"])
+        assert {m.key: m.value for m in model.metrics} == {"val/mAP": pytest.approx(mAP)}
+        assert json.loads(model.tags["mlflow.modelVersions"]) == [{"name": "drsta", "version": version.version}]
+        files = {info.path for info in client.list_logged_model_artifacts(model.model_id)}
+        assert files >= MODEL_FILES
+        assert f"mAP {mAP:.1%}" in version.description and "fingerprint-1" in v1.description
+        assert f"K = {config['model']['num_attention_models']}" in version.description and v1.run_id in v1.description
+    assert client.get_registered_model("drsta").description.startswith("DRSTA (Li et al., CVPR 2018)")
     assert registry["models"][0].training, "log_model must not switch the caller's model to eval mode"
 
 
 def test_logged_state_dict_loads_weights_only(registry, tmp_path):
     model = registry["models"][1]
     _, metadata = load_registered("models:/drsta/2", registry["uri"], tmp_path)
-    state = torch.load(tmp_path / "model-2" / "state_dict.pt", weights_only=True)
+    state = torch.load(next(tmp_path.glob("*/state_dict.pt")), weights_only=True)
     assert state.keys() == model.state_dict().keys()
     for key, value in model.state_dict().items():
         torch.testing.assert_close(state[key], value)
