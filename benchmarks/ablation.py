@@ -41,6 +41,7 @@ from pipelines.ray_runtime import connect, disconnect
 from pipelines.tracking import default_tracking_uri, flatten_params
 
 SCORE = "val/mAP"
+Epoch = Literal["final", "best"] | int  # an int N: the evaluation after epoch N (1-based), to follow training length
 
 # The paper's rows, by the variant names of the `ablation` space (others are shown by their name).
 ROWS = {
@@ -137,9 +138,12 @@ def identify(params: Mapping[str, str], space: SearchSpace, base: ExperimentConf
     return found
 
 
-def evaluation_step(client: mlflow.MlflowClient, run_id: str, epoch: Literal["final", "best"]) -> int | None:
-    """The step (epoch) of the run's last evaluation, or of its best val/mAP (the first of equals)."""
+def evaluation_step(client: mlflow.MlflowClient, run_id: str, epoch: Epoch) -> int | None:
+    """The step (epoch) of the run's last evaluation, of its best val/mAP (the first of equals), or `epoch` - 1 for
+    an int if the run was evaluated after that epoch."""
     history = sorted(client.get_metric_history(run_id, SCORE), key=lambda m: (m.step, m.timestamp))
+    if isinstance(epoch, int):
+        return epoch - 1 if any(m.step == epoch - 1 and m.value >= 0 for m in history) else None
     if not history:
         return None
     if epoch == "final":
@@ -158,7 +162,7 @@ def metrics_at(client: mlflow.MlflowClient, run_id: str, step: int, keys: Sequen
 
 
 def collect_trials(
-    tracking_uri: str, sweep: str, space: SearchSpace, base: ExperimentConfig, epoch: Literal["final", "best"]
+    tracking_uri: str, sweep: str, space: SearchSpace, base: ExperimentConfig, epoch: Epoch
 ) -> tuple[list[Trial], list[str]]:
     """The sweep's finished child runs as Trials, and a line for each run left out (unfinished, unidentified)."""
     client = mlflow.MlflowClient(tracking_uri)
@@ -187,7 +191,8 @@ def collect_trials(
             continue
         step = evaluation_step(client, child.info.run_id, epoch)
         if step is None:
-            left_out.append(f"{name}: no evaluation logged")
+            after = f" after epoch {epoch}" if isinstance(epoch, int) else ""
+            left_out.append(f"{name}: no evaluation logged{after}")
             continue
         values = metrics_at(client, child.info.run_id, step, [column.key for column in COLUMNS])
         trials.append(Trial(child.info.run_id, found["variant"], found["seed"], step, values))
@@ -265,15 +270,15 @@ def format_goals(results: Sequence[Goal]) -> str:
     return "\n".join(f"{status[goal.passed]}  {goal.text}: {goal.measured}" for goal in results)
 
 
-def report(
-    tracking_uri: str, sweep: str, space_path: Path, epoch: Literal["final", "best"], commands: Sequence[str]
-) -> str:
+def report(tracking_uri: str, sweep: str, space_path: Path, epoch: Epoch, commands: Sequence[str]) -> str:
     """The whole printout: what was read, the table, the goals and how to reproduce it."""
     space, base = SearchSpace.from_yaml(space_path)
     trials, left_out = collect_trials(tracking_uri, sweep, space, base, epoch)
     variants = list(space.bundles["variant"])
     summary = summarize(trials)
-    which = "final evaluation (last epoch)" if epoch == "final" else "evaluation of its best val/mAP epoch"
+    which = {"final": "final evaluation (last epoch)", "best": "evaluation of its best val/mAP epoch"}.get(
+        epoch, f"evaluation after epoch {epoch}"
+    )
     lines = [
         f"ablation {sweep!r} ({tracking_uri}): {len(trials)} finished trials of {len(space.grid())}; each trial's "
         f"{which}; mean ± sample std over seeds",
@@ -332,6 +337,15 @@ def run_sweep(space_path: Path, manifest: Path, name: str, args: argparse.Namesp
     drsta(argv + (["--resume"] if args.resume else []))
 
 
+def epoch_choice(value: str) -> Epoch:
+    """--epoch: final, best, or a positive epoch number."""
+    if value in ("final", "best"):
+        return value
+    if value.isdigit() and int(value) >= 1:
+        return int(value)
+    raise argparse.ArgumentTypeError(f"expected final, best or an epoch number ≥ 1, got {value!r}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--space", default="ablation", help="the ablation space: a path or a built-in name "
@@ -345,7 +359,8 @@ def main() -> None:
     parser.add_argument("--max-concurrent", type=int, help="trials at once (default: the space's)")
     parser.add_argument("--resume", action="store_true", help="continue a sweep whose driver stopped")
     parser.add_argument("--from-mlflow", action="store_true", help="only read a finished sweep and print the table")
-    parser.add_argument("--epoch", choices=["final", "best"], default="final", help="which evaluation of a trial")
+    parser.add_argument("--epoch", type=epoch_choice, default="final", help="which evaluation of a trial: final, best, "
+                        "or N (after epoch N, to see how the claims change with training length)")  # fmt: skip
     parser.add_argument("--smoke", action="store_true", help="tiny trunk, 2 epochs, 1 seed, tiny set (temporary)")
     args = parser.parse_args()
     space_path = resolve_space(args.space)

@@ -1,6 +1,7 @@
 """The ablation: the built-in space `ablation` is the paper's rows × seeds, and benchmarks/ablation.py's table read
 from MLflow child runs made here in a temporary SQLite store (no training)."""
 
+import argparse
 import importlib.util
 import itertools
 import math
@@ -159,6 +160,19 @@ def test_best_epoch_takes_each_trials_best_map_evaluation(finished_sweep):
     drsta = ablation.summarize(trials)["drsta"]
     assert drsta["val/mAP"].mean == pytest.approx(0.57) and drsta["val/rank1"].mean == pytest.approx(0.99)
     assert "val/attn_foreground" not in drsta  # not evaluated at that epoch: missing, not taken from another
+
+
+def test_an_epoch_number_takes_the_evaluation_after_that_epoch(finished_sweep):
+    """`--epoch N` follows the claims over training length: the evaluation after epoch N, where there is one."""
+    space, base = SearchSpace.from_yaml(SPACE)
+    trials, left_out = ablation.collect_trials(finished_sweep, "ablation", space, base, 10)
+    assert len(trials) == 18 and {t.step for t in trials} == {9}
+    assert ablation.summarize(trials)["drsta"]["val/mAP"].mean == pytest.approx(0.57)
+    trials, left_out = ablation.collect_trials(finished_sweep, "ablation", space, base, 7)  # never evaluated
+    assert trials == [] and sum(line.endswith("no evaluation logged after epoch 7") for line in left_out) == 18
+    assert ablation.epoch_choice("12") == 12 and ablation.epoch_choice("best") == "best"
+    with pytest.raises(argparse.ArgumentTypeError, match="epoch number"):
+        ablation.epoch_choice("0")
 
 
 def test_missing_rows_and_one_seed_are_shown_not_guessed():
