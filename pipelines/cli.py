@@ -55,13 +55,13 @@ def main(argv: list[str] | None = None) -> None:
     parser = build_parser()
     args = parser.parse_args(argv)
     configure_logging(args.log_level, args.verbose)
-    command = importlib.import_module(COMMANDS[args.command].module)
+    command = importlib.import_module(COMMANDS[args.subcommand].module)
     try:
         command.run(args)
     except WorkFailed as err:  # before USAGE_ERRORS: a WorkFailed is no ValueError, but keep the order explicit
-        parser.exit(1, f"drsta {args.command}: error: {err}\n")
+        parser.exit(1, f"drsta {args.subcommand}: error: {err}\n")
     except USAGE_ERRORS as err:
-        parser.exit(2, f"drsta {args.command}: error: {err}\n")
+        parser.exit(2, f"drsta {args.subcommand}: error: {err}\n")
 
 
 if __name__ == "__main__":

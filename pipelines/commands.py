@@ -412,7 +412,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"],
                         help="drsta's own log messages (Ray, MLflow and the others log warnings only)")  # fmt: skip
     parser.add_argument("--verbose", action="store_true", help="Ray's own logs and progress bars too")
-    subcommands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    # dest "subcommand": `submit` has a `command` of its own (the command to run on the cluster)
+    subcommands = parser.add_subparsers(dest="subcommand", required=True, metavar="COMMAND")
     for name, command in COMMANDS.items():
         examples = "\n".join(f"  {line}" for line in command.examples.splitlines())
         sub = subcommands.add_parser(name, help=command.summary, description=f"{command.summary}.\n\n"

@@ -283,9 +283,9 @@ def log_model(
     (`MLmodel`, `data/model.pt2`: the `torch.export` program, eval mode, CPU, any batch size, returning a dict of
     tensors) plus `config.yaml` (the resolved config), `state_dict.pt` (loads with
     `torch.load(weights_only=True)`) and `metadata.json`; its params are K, σ, λ, N, the trunk and whether
-    features are enhanced. `metrics` are logged to the run linked to the model (at `step`, the epoch they are
-    from), so MLflow's UI shows them on the model; the registered version carries them and `data_fingerprint`
-    as tags, and a description of what it is.
+    features are enhanced. The `val/*` metrics are logged again to the run, linked to the model, at `step` (the
+    epoch they are from: the run's history keeps the same points), so MLflow's UI shows them on the model; the
+    registered version carries all `metrics` and `data_fingerprint` as tags, and a description of what it is.
 
     Args:
         tracker: a started tracker; its failure policy applies (export errors included).
@@ -361,7 +361,8 @@ def _log_model(
     client.finalize_logged_model(logged.model_id, "READY")
     client.log_outputs(run_id, [LoggedModelOutput(logged.model_id, step)])
     for key, value in metrics.items():
-        client.log_metric(run_id, key, float(value), step=step, model_id=logged.model_id)
+        if key.startswith("val/"):  # the evaluation: the same values the run logged at that epoch, now also the model's
+            client.log_metric(run_id, key, float(value), step=step, model_id=logged.model_id)
 
     try:
         client.create_registered_model(registered_name, description=REGISTERED_DESCRIPTION)

@@ -345,8 +345,12 @@ def train(
     if cfg.train.registered_model and best is not None:
         model = load_trained_model(best, cfg)
         example = torch.rand(1, cfg.model.num_frames, 3, cfg.input.height, cfg.input.width)
-        version = log_model(tracker, model, example, cfg.to_dict(), metrics, data_fingerprint,
-                            registered_name=cfg.train.registered_model)  # fmt: skip
+        # The registered model is the best checkpoint's: so are the metrics it carries (the epoch they are from).
+        scored = next((m for c, m in result.best_checkpoints or [] if c.path == best.path), result.metrics)
+        best_metrics = {k: v for k, v in scored.items() if isinstance(v, int | float)}
+        step = int(best_metrics.get("epoch", 0))
+        version = log_model(tracker, model, example, cfg.to_dict(), best_metrics, data_fingerprint,
+                            registered_name=cfg.train.registered_model, step=step)  # fmt: skip
     logged = tracker.logged_steps("train/loss") if tracker.healthy else set(range(cfg.optim.epochs))
     missing = len(set(range(cfg.optim.epochs)) - logged)
     lost = tracker.failures + int(metrics.get(TRACKING_FAILURES, 0))

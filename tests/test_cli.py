@@ -109,10 +109,16 @@ def test_models_and_jobs_actions_have_their_own_options(argv, message, capsys):
 def test_models_and_jobs_parse_into_an_action():
     parser = commands.build_parser()
     args = parser.parse_args(["models", "pull", "drsta@champion", "--out", "m", "--name", "reid"])
-    assert (args.command, args.action, args.model, str(args.out), args.name) == ("models", "pull", "drsta@champion",
+    assert (args.subcommand, args.action, args.model, str(args.out), args.name) == ("models", "pull", "drsta@champion",
                                                                                 "m", "reid")  # fmt: skip
     args = parser.parse_args(["jobs", "logs", "raysubmit_1", "--follow", "--address", "http://h:8265"])
     assert (args.action, args.job_id, args.follow, args.address) == ("logs", "raysubmit_1", True, "http://h:8265")
+
+
+def test_submit_keeps_its_own_command_apart_from_drsta_s():
+    """`drsta submit ... train ...` runs submit, whose `command` (train) is what the cluster runs."""
+    args = commands.build_parser().parse_args(["submit", "--no-wait", "train", "--config", "tiny", "--epochs", "2"])
+    assert (args.subcommand, args.command, args.args) == ("submit", "train", ["--config", "tiny", "--epochs", "2"])
 
 
 @pytest.mark.parametrize("name", ["train", "tune", "evaluate", "demo", "benchmark"])
