@@ -14,8 +14,8 @@ on a 2-core CPU; the same file runs on a cluster). Without --manifest, the defau
 Each trial counts with its *final* evaluation (the last epoch's; `--epoch best`: the epoch of its best val/mAP,
 which favours mAP and says nothing honest about the claim metrics). A child run is matched to its variant and
 seed by its logged config: the bundle whose keys, applied to the space's base config, give exactly the run's
-values. Only trials that ran all their epochs (MLflow status FINISHED) count. Cells are mean ± sample std over
-the seeds (mAP and rank-1 in %); the goals compare means.
+values. Only trials evaluated after their last epoch count (so a sweep still running can be read too). Cells are
+mean ± sample std over the seeds (mAP and rank-1 in %); the goals compare means.
 """
 
 from __future__ import annotations
@@ -138,6 +138,13 @@ def identify(params: Mapping[str, str], space: SearchSpace, base: ExperimentConf
     return found
 
 
+def ran_all_epochs(client: mlflow.MlflowClient, run: mlflow.entities.Run) -> bool:
+    """Whether the run was evaluated after its last epoch (`optim.epochs`). Not its MLflow status: a sweep sets
+    that only when it ends, so this also reads the trials a sweep still running (or stopped) has finished."""
+    last = int(run.data.params.get("optim.epochs", 0)) - 1
+    return any(m.step == last and m.value >= 0 for m in client.get_metric_history(run.info.run_id, SCORE))
+
+
 def evaluation_step(client: mlflow.MlflowClient, run_id: str, epoch: Epoch) -> int | None:
     """The step (epoch) of the run's last evaluation, of its best val/mAP (the first of equals), or `epoch` - 1 for
     an int if the run was evaluated after that epoch."""
@@ -182,8 +189,8 @@ def collect_trials(
     trials, left_out = [], []
     for child in sorted(children, key=lambda run: run.info.start_time or 0):
         name = child.info.run_name
-        if child.info.status != "FINISHED":
-            left_out.append(f"{name}: {child.info.status} (did not run all its epochs)")
+        if not ran_all_epochs(client, child):
+            left_out.append(f"{name}: {child.info.status}, did not run all its epochs")
             continue
         found = identify(child.data.params, space, base)
         if None in found.values() or set(found) != {"variant", "seed"}:
