@@ -80,3 +80,17 @@ def read_yaml(path: str | Path, remedy: str = "fix it and try again") -> Any:
         raise ValueError(f"{where}: not valid YAML ({problem}); {remedy}") from None
     except yaml.YAMLError as err:  # e.g. bytes that are no text encoding YAML reads
         raise ValueError(f"{path}: not valid YAML ({' '.join(str(err).split())}); {remedy}") from None
+
+
+FIGURE_SUFFIXES = (".png", ".jpg", ".jpeg")
+"""The image files drsta's figures are written as (matplotlib and PIL write them)."""
+
+
+def check_new_figure(path: Path, force: bool, flag: str) -> None:
+    """`path` (given as `flag`) must name an image file a figure is written as, and a new one unless `force`."""
+    if path.suffix.lower() not in FIGURE_SUFFIXES:
+        raise ValueError(f"{flag} {path}: give an image file name ending in {', '.join(FIGURE_SUFFIXES)}")
+    if path.is_dir():
+        raise IsADirectoryError(f"{flag} {path} is a directory: give an image file name")
+    if path.exists() and not force:
+        raise FileExistsError(f"{flag} {path} exists: choose another path, or pass --force to overwrite it")

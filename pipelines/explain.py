@@ -16,9 +16,8 @@ from matplotlib.figure import Figure
 from PIL import Image
 
 from drsta import viz
+from drsta.io import check_new_figure
 from pipelines.inference import footage, load_model, read_footage
-
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 
 
 def rendered(fig: Figure, dpi: int = 100) -> np.ndarray:
@@ -39,7 +38,7 @@ def explain(
     model_spec: str, path: Path, out: Path, tracking_uri: str | None, max_frames: int = 4, force: bool = False
 ) -> dict:
     """Write the two figures for one tracklet into `out`; returns the temporal weights (N, K)."""
-    check_output(out, force)
+    check_new_figure(out, force, "--out")
     if max_frames < 1:
         raise ValueError(f"--max-frames {max_frames}: must be at least 1")
     (item,) = footage([path])
@@ -54,16 +53,6 @@ def explain(
     Image.fromarray(stacked([rendered(spatial), rendered(temporal)])).save(partial)
     os.replace(partial, out)
     return {"temporal_weights": weights, "model_uri": model.uri}
-
-
-def check_output(out: Path, force: bool) -> None:
-    """`out` must be an image path PIL can write, and new unless `force`."""
-    if out.suffix.lower() not in IMAGE_SUFFIXES:
-        raise ValueError(f"--out {out}: give an image file name ending in {', '.join(IMAGE_SUFFIXES)}")
-    if out.is_dir():
-        raise IsADirectoryError(f"--out {out} is a directory: give an image file name")
-    if out.exists() and not force:
-        raise FileExistsError(f"--out {out} exists: choose another path, or pass --force to overwrite it")
 
 
 def run(args: argparse.Namespace) -> None:

@@ -27,10 +27,10 @@ from typing import Any
 import numpy as np
 
 from drsta import viz
+from drsta.io import check_new_figure
 from pipelines.embed import read_embeddings
 from pipelines.inference import Footage, LoadedModel, embed_footage, footage, load_model, read_footage
 
-FIGURE_SUFFIXES = (".png", ".jpg", ".jpeg")
 FIGURE_DPI = 100
 
 
@@ -78,7 +78,7 @@ def search(
     if top_k < 1:
         raise ValueError(f"--top-k {top_k}: must be at least 1")
     if figure is not None:
-        check_figure(figure, force)
+        check_new_figure(figure, force, "--figure")
     elif query_identity:
         raise ValueError("--query-identity only colours the borders of --figure: give --figure PATH too")
     identities = query_identities(query_identity, len(queries))
@@ -99,16 +99,6 @@ def search(
                  for given, item in zip(identities, items, strict=True)]  # fmt: skip
         write_figure(figure, model, items, found, known)
     return found
-
-
-def check_figure(out: Path, force: bool) -> None:
-    """--figure must name an image file that matplotlib writes, and a new one unless --force."""
-    if out.suffix.lower() not in FIGURE_SUFFIXES:
-        raise ValueError(f"--figure {out}: give an image file name ending in {', '.join(FIGURE_SUFFIXES)}")
-    if out.is_dir():
-        raise IsADirectoryError(f"--figure {out} is a directory: give an image file name")
-    if out.exists() and not force:
-        raise FileExistsError(f"--figure {out} exists: choose another path, or pass --force to overwrite it")
 
 
 def query_identities(given: Sequence[int] | None, num_queries: int) -> list[int | None]:
