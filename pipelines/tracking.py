@@ -283,8 +283,8 @@ def log_model(
     (`MLmodel`, `data/model.pt2`: the `torch.export` program, eval mode, CPU, any batch size, returning a dict of
     tensors) plus `config.yaml` (the resolved config), `state_dict.pt` (loads with
     `torch.load(weights_only=True)`) and `metadata.json`; its params are K, σ, λ, N, the trunk and whether
-    features are enhanced. The `val/*` metrics are logged again to the run, linked to the model, at `step` (the
-    epoch they are from: the run's history keeps the same points), so MLflow's UI shows them on the model; the
+    features are enhanced. The `val/*` metrics are linked to the model (`_link_metric`: the run's points of epoch
+    `step` where it logged them, so its history is unchanged), so MLflow's UI shows them on the model; the
     registered version carries all `metrics` and `data_fingerprint` as tags, and a description of what it is.
 
     Args:
@@ -361,8 +361,8 @@ def _log_model(
     client.finalize_logged_model(logged.model_id, "READY")
     client.log_outputs(run_id, [LoggedModelOutput(logged.model_id, step)])
     for key, value in metrics.items():
-        if key.startswith("val/"):  # the evaluation: the same values the run logged at that epoch, now also the model's
-            client.log_metric(run_id, key, float(value), step=step, model_id=logged.model_id)
+        if key.startswith("val/"):  # the evaluation the run logged at that epoch, now also the model's
+            _link_metric(client, run_id, key, float(value), step, logged.model_id)
 
     try:
         client.create_registered_model(registered_name, description=REGISTERED_DESCRIPTION)
@@ -379,6 +379,14 @@ def _log_model(
     client.set_logged_model_tags(logged.model_id, {"mlflow.modelVersions": json.dumps(
         [{"name": registered_name, "version": version.version}])})  # fmt: skip
     return version
+
+
+def _link_metric(client: MlflowClient, run_id: str, key: str, value: float, step: int, model_id: str) -> None:
+    """Log `key` to the run, linked to the model. Where the run logged that value at `step` already, it is logged
+    with that point's timestamp: MLflow then keeps a single point (the run's history is unchanged)."""
+    logged = [m for m in client.get_metric_history(run_id, key) if m.step == step and m.value == value]
+    timestamp = max(m.timestamp for m in logged) if logged else None
+    client.log_metric(run_id, key, value, timestamp=timestamp, step=step, model_id=model_id)
 
 
 REGISTERED_DESCRIPTION = (
