@@ -28,6 +28,8 @@ def test_a_person_filling_one_of_two_cells_allows_twice_the_uniform_mass(ceiling
     # (1 + 0.5) / (0.5 + 0.5): all mass on each frame's best cell, pooled over frames as drsta.claims pools
     assert result["foreground_ceiling"] == pytest.approx(1.5)
     assert result["distinct_parts_ceiling"] == 2  # top cell: head (1.0) beats torso (0.5); bottom cell: legs
+    # Two maps on distinct cells: each frame's two cells, (1 + 0) / 2 and (0.5 + 0.5) / 2, over the same area.
+    assert ceiling.ceilings(person, parts, models=2)["foreground_ceiling"] == pytest.approx(1.0)
 
 
 def test_grid_flag(ceiling):
