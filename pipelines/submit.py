@@ -36,9 +36,9 @@ from urllib.parse import unquote, urlsplit
 from ray._private.authentication.authentication_token_setup import maybe_enable_token_auth_if_token_available
 from ray.job_submission import JobStatus, JobSubmissionClient
 
+from pipelines.commands import SUBMITTABLE
 from pipelines.uris import redact_credentials
 
-COMMANDS = ("train", "tune", "benchmark", "evaluate", "ingest", "models", "embed")
 PROJECT = Path(__file__).resolve().parents[1]
 # Not uploaded with the working_dir: environments, history, local stores and outputs (Ray's limit is 500 MiB).
 # gitignore syntax: a leading / anchors at the project root (a bare "data" would drop drsta/data too).
@@ -79,8 +79,8 @@ def submit(
 ) -> str:  # fmt: skip
     """Submit `drsta COMMAND ARGS` as a job; returns its submission id. `env` adds to the forwarded environment
     (FORWARDED_ENV of this process); credentials are handled as the module docstring says."""
-    if command not in COMMANDS:
-        raise ValueError(f"cannot submit {command!r}: choose one of {', '.join(COMMANDS)}")
+    if command not in SUBMITTABLE:
+        raise ValueError(f"cannot submit {command!r}: choose one of {', '.join(SUBMITTABLE)}")
     env_vars = {key: os.environ[key] for key in FORWARDED_ENV if key in os.environ} | (env or {})
     args, env_vars = without_credentials(args, env_vars, forward_credentials)
     entrypoint = shlex.join(["python", "-m", "pipelines.cli", command, *args])
