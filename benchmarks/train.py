@@ -30,7 +30,8 @@ from drsta.engine import build_optimizer, clips_to_input, train_step
 from drsta.losses import build_objective
 from drsta.model import build_model
 from pipelines.ingest import ingest
-from pipelines.train import init_ray, train
+from pipelines.ray_runtime import init_ray
+from pipelines.train import train
 
 
 class PlanDataset(torch.utils.data.Dataset):

@@ -22,7 +22,8 @@ import ray
 
 from drsta.data.synthetic import SyntheticSpec, generate
 from pipelines.ingest import ingest
-from pipelines.train import init_ray, train
+from pipelines.ray_runtime import init_ray
+from pipelines.train import train
 from pipelines.tune import load_space, sweep
 
 EPOCH_TIME = "time/epoch_s"

@@ -43,17 +43,10 @@ from drsta.metrics import mean_over_splits
 from pipelines import ingest
 from pipelines.cluster import ReleaseLeakedPlacementGroups
 from pipelines.commands import parse_settings
-from pipelines.ray_runtime import disconnect
+from pipelines.ray_runtime import disconnect, init_ray
+from pipelines.run import TrainingRun, artifact_location
 from pipelines.tracking import default_tracking_uri, flatten_params, get_or_create_experiment
-from pipelines.train import (
-    SCORE,
-    artifact_location,
-    init_ray,
-    read_run_record,
-    run_started,
-    storage_path,
-    train,
-)
+from pipelines.train import SCORE, train
 from pipelines.tune import TRIAL_DRIVER
 
 DATASETS = {"ilidsvid": "iLIDS-VID", "prid2011": "PRID2011"}
@@ -129,8 +122,8 @@ def benchmark_config(cfg: ExperimentConfig, dataset: str, out: Path) -> Experime
     storage = cfg.train.storage_path
     if storage == TrainConfig.model_fields["storage_path"].default:
         storage = str(out / RUNS_DIR)
-    cfg = cfg.with_overrides({"train.storage_path": storage})
-    return cfg.with_overrides({"train.storage_path": storage_path(cfg), "train.name": f"{dataset}-benchmark",
+    cfg = cfg.with_overrides({"train.storage_path": storage, "train.name": f"{dataset}-benchmark"})
+    return cfg.with_overrides({"train.storage_path": TrainingRun.from_config(cfg).storage_path,
                                "train.registered_model": None, "data.manifest": None,
                                "train.tracking_uri": default_tracking_uri(cfg.train.tracking_uri)})  # fmt: skip
 
@@ -173,7 +166,8 @@ def split_trial(config: dict[str, Any]) -> None:
     the split, so that a later invocation finds the run again)."""
     base = ExperimentConfig.from_dict(config["base"])
     cfg = split_config(base, Path(config["out"]), config["dataset"], config["split"])
-    train(cfg, resume=run_started(cfg), callbacks=[TuneReportCallback()], parent_run_id=config["parent_run_id"])
+    resume = TrainingRun.from_config(cfg).started()
+    train(cfg, resume=resume, callbacks=[TuneReportCallback()], parent_run_id=config["parent_run_id"])
 
 
 def run_benchmark(bench: Benchmark, max_concurrent: int = 2) -> dict[str, Any]:
@@ -234,7 +228,7 @@ def train_splits(bench: Benchmark, splits: list[int], parent_run_id: str, max_co
     param_space = {"split": ray.tune.grid_search(splits), "base": bench.base.to_dict(), "dataset": bench.dataset,
                    "out": str(bench.out.resolve()), "parent_run_id": parent_run_id}  # fmt: skip
     run_config = ray.tune.RunConfig(name=f"{bench.dataset}-{time.strftime('%Y%m%d-%H%M%S')}",
-                                    storage_path=f"{storage_path(bench.base)}/{TUNE_DIR}",
+                                    storage_path=f"{bench.base.train.storage_path}/{TUNE_DIR}",
                                     callbacks=[ReleaseLeakedPlacementGroups()])  # fmt: skip
     tuner = ray.tune.Tuner(
         ray.tune.with_resources(split_trial, TRIAL_DRIVER),
@@ -258,7 +252,7 @@ def evaluated_splits(client: mlflow.MlflowClient, bench: Benchmark) -> dict[int,
 
 def final_evaluation(client: mlflow.MlflowClient, cfg: ExperimentConfig) -> dict[str, float] | None:
     """A run's evaluation at its last epoch (which always evaluates), or None if it has none (yet)."""
-    run_id = read_run_record(cfg).get("mlflow_run_id")
+    run_id = TrainingRun.from_config(cfg).mlflow_run_id()
     if run_id is None:
         return None
     last = cfg.optim.epochs - 1
@@ -274,7 +268,7 @@ def final_evaluation(client: mlflow.MlflowClient, cfg: ExperimentConfig) -> dict
 def close_split_runs(client: mlflow.MlflowClient, bench: Benchmark, done: set[int]) -> None:
     """End a split's MLflow run that its trial left running: FINISHED if it was evaluated, else FAILED."""
     for split in bench.splits:
-        run_id = read_run_record(split_config(bench.base, bench.out, bench.dataset, split)).get("mlflow_run_id")
+        run_id = TrainingRun.from_config(split_config(bench.base, bench.out, bench.dataset, split)).mlflow_run_id()
         if run_id is not None and client.get_run(run_id).info.status == "RUNNING":
             client.set_terminated(run_id, "FINISHED" if split in done else "FAILED")
 

@@ -10,12 +10,7 @@ import importlib
 import logging
 import os
 
-from pipelines.commands import COMMANDS, build_parser
-
-
-class WorkFailed(RuntimeError):
-    """The work failed though the usage was right (exit status 1): a trial errored, too many bad tracklets, ..."""
-
+from pipelines.commands import COMMANDS, VERBOSE_VARIABLE, WorkFailed, build_parser
 
 # Bad usage (exit status 2): what the commands raise for a bad flag, value or file (STYLE.md rule 11).
 USAGE_ERRORS: tuple[type[Exception], ...] = (
@@ -27,7 +22,6 @@ USAGE_ERRORS: tuple[type[Exception], ...] = (
     PermissionError,
 )
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
-VERBOSE_VARIABLE = "DRSTA_VERBOSE"  # "1": Ray's own output too (pipelines.console); a local Ray inherits it
 # Without --verbose: Ray Data's progress bars and INFO logs off, and MLflow's INFO logs (both read these in every
 # process they run in, when imported or when a dataset starts).
 QUIET_LIBRARIES = {

@@ -1,7 +1,9 @@
-"""The `drsta` command line's grammar: each subcommand's summary, description, examples, options and defaults.
+"""The `drsta` command line's grammar: each subcommand's summary, description, examples, options and defaults; and
+what the commands share with `pipelines.cli` (`WorkFailed`, the --verbose variable).
 
 It lives apart from the commands so that `drsta --help` and `drsta CMD --help` import no torch, Ray or MLflow
-(tests/test_cli.py holds it to that): `pipelines.cli` imports a command's module only to run it.
+(tests/test_cli.py holds it to that): `pipelines.cli` imports a command's module only to run it, and no command
+imports `pipelines.cli`.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ MODEL_HELP = "models:/NAME@ALIAS, models:/NAME/VERSION, or a directory written b
 TRACKING_HELP = "MLflow tracking URI (default: sqlite:///mlflow.db in this directory)"
 JOBS_API_DEFAULT = "http://127.0.0.1:8265"
 SET_HELP = "override any config value, e.g. --set loss.diversity_weight=0 (repeatable; values are YAML)"
+VERBOSE_VARIABLE = "DRSTA_VERBOSE"  # "1": Ray's own output too (pipelines.console); a local Ray inherits it
 # `drsta submit` runs these on a cluster; the rest work on local files or need no cluster.
 SUBMITTABLE = ("train", "tune", "benchmark", "evaluate", "ingest", "models", "embed")
 # The readers of `drsta ingest --dataset` (drsta.data.datasets.READERS; tests/test_cli.py checks they agree).
@@ -43,6 +46,10 @@ exit status:
      (checked before any work starts wherever possible)
 
 `drsta CMD --help` describes a command, with examples."""
+
+
+class WorkFailed(RuntimeError):
+    """The work failed though the usage was right (exit status 1): a trial errored, too many bad tracklets, ..."""
 
 
 class HelpFormatter(argparse.RawDescriptionHelpFormatter):
@@ -307,7 +314,7 @@ COMMANDS: dict[str, Command] = {
         ingest_arguments,
     ),
     "train": Command(
-        "pipelines.train",
+        "pipelines.train_command",
         "train DRSTA with Ray Train: DDP workers, checkpoints, evaluation, MLflow tracking",
         "A run is (train.storage_path, train.name): --resume continues it from its latest checkpoint, and a lost\n"
         "worker or node restarts from there. Values come from the defaults, then --config, then --set, then the\n"

@@ -13,7 +13,7 @@ from typing import Any
 
 from tqdm import tqdm
 
-from pipelines.cli import VERBOSE_VARIABLE
+from pipelines.commands import VERBOSE_VARIABLE
 
 RAY_LOGGERS = ("ray", "ray.data", "ray.train", "ray.tune", "ray.serve")
 PARTS_SKIPPED = {"train/loss", "train/lr", "train/diversity"}  # shown on their own, or not at all

@@ -29,9 +29,8 @@ from pipelines.evaluate import CLAIMS, evaluate_with_claims
 from pipelines.ingest import ingest
 from pipelines.model_files import read_model_dir
 from pipelines.models import pull
-from pipelines.ray_runtime import disconnect
-from pipelines.train import init_ray
-from pipelines.tune import load_space, sweep
+from pipelines.ray_runtime import disconnect, init_ray
+from pipelines.tune import TRIALS_DIR, load_space, sweep
 
 SPACE = Path("demo")  # the built-in space (drsta.resources)
 SWEEP = "demo"
@@ -70,7 +69,8 @@ def run_demo(
     out = claim_output(out)
     start = time.perf_counter()
     uri = f"sqlite:///{out / 'mlflow.db'}"
-    overrides = (settings or {}) | {"train.tracking_uri": uri, "train.storage_path": str(out / "ray_results")}
+    storage = out / "ray_results"
+    overrides = (settings or {}) | {"train.tracking_uri": uri, "train.storage_path": str(storage)}
 
     synth = out / "synth"
     if not (synth / "tracklets.csv").is_file():
@@ -85,7 +85,7 @@ def run_demo(
         step(f"ingesting {synth} with Ray Data")
         ingest("videos", synth, out / "ingest")
         step(f"sweeping {space.name} with Ray Tune (each trial: {base.train.num_workers} Ray Train workers)")
-        resume = ray.tune.Tuner.can_restore(str(out / "ray_results" / "trials" / SWEEP))
+        resume = ray.tune.Tuner.can_restore(str(storage / TRIALS_DIR / SWEEP))
         summary = sweep(space, out / "ingest", SWEEP, resume=resume, overrides=overrides)
 
         step("pulling the champion from the registry and evaluating it")

@@ -32,7 +32,7 @@ from drsta.data.manifest import MANIFEST_DIR, fingerprint, read_manifest, read_p
 from drsta.data.tracklet import Tracklet, to_table
 from drsta.data.validate import transcode, validate
 from drsta.io import read_json, write_atomic
-from pipelines.cli import WorkFailed
+from pipelines.commands import WorkFailed
 from pipelines.console import progress_bar
 from pipelines.ray_runtime import connect, disconnect
 

@@ -5,6 +5,9 @@
 2. Else RAY_ADDRESS, which Ray gives a job's driver (`drsta submit`, `ray job submit`): connect there.
 3. Else start a private local Ray for this command; it stops with the command.
 
+The commands that train (train, tune, benchmark, demo) connect through `init_ray`, which gives a private Ray room
+for their workers and their data stream.
+
 A bare `ray.init()` is never used: it silently joins the Ray instance that `ray.init` finds on this host (the one
 `ray start` left last), someone else's cluster or a test cluster, and on a host with several instances Ray's own
 housekeeping asks the wrong one (Ray Train's PlacementGroupCleaner finds "its" cluster through the State API,
@@ -27,6 +30,7 @@ import ray
 from ray.job_config import JobConfig
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
+from drsta.config import ExperimentConfig
 from pipelines.console import ray_logging_level
 
 logger = logging.getLogger(__name__)
@@ -35,6 +39,9 @@ DRSTA_JOB = "drsta"
 """Key of the job metadata that marks a Ray job as drsta's; its value is the drsta command (train, tune, ...)."""
 API_SERVER_VARIABLE = "RAY_API_SERVER_ADDRESS"
 SETTLE_TIMEOUT_S = 600  # unpacking a working_dir on a busy node; Ray's own runtime-env setup timeout is 600 s too
+# Ray Train gives a worker group 60 s to start; on a small, busy machine (several trials' workers importing
+# torch at once) that is not enough and the run fails with WorkerGroupStartupTimeoutError.
+WORKER_START_TIMEOUT = "RAY_TRAIN_WORKER_GROUP_START_TIMEOUT_S"
 
 _pinned_api_server: str | None = None  # the RAY_API_SERVER_ADDRESS this process set for its private Ray
 _unpinned_api_server: str | None = None  # what RAY_API_SERVER_ADDRESS was before that
@@ -87,6 +94,25 @@ def connect(
         _unpin_api_server()
         raise
     _connected_here = True
+
+
+def init_ray(
+    address: str | None,
+    cfg: ExperimentConfig,
+    concurrent_runs: int = 1,
+    log_to_driver: bool = True,
+    command: str = "train",
+) -> None:
+    """Connect to Ray by drsta's one policy (`connect`: --address, else RAY_ADDRESS, else a private local Ray),
+    with room locally for the training workers *and* the decode tasks.
+
+    Locally the training workers would otherwise hold every CPU and the data stream could not run: the local
+    Ray gets two logical CPUs beyond the workers' of `concurrent_runs` runs (oversubscribing a small machine).
+    """
+    needed = int(concurrent_runs * cfg.train.num_workers * cfg.train.cpus_per_worker) + 2
+    # A local Ray keeps its dashboard: it serves the State API that Ray Train uses to watch (and clean up after)
+    # its runs.
+    connect(address, command, num_cpus=needed, log_to_driver=log_to_driver, local_env={WORKER_START_TIMEOUT: "600"})
 
 
 def disconnect() -> None:

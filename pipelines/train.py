@@ -1,17 +1,14 @@
 """Train DRSTA with Ray Train (V2): DDP workers over their shards of each epoch's stream, a checkpoint every
 epoch, evaluation every few epochs, MLflow tracking from rank 0, the final model registered.
 
-A run is identified by (train.storage_path, train.name): re-running with --resume continues it from its latest
-checkpoint; a lost worker or node restarts the workers from the latest checkpoint (train.max_failures).
+A run is identified by (train.storage_path, train.name) (`pipelines.run`): re-running with --resume continues it
+from its latest checkpoint; a lost worker or node restarts the workers from the latest checkpoint
+(train.max_failures). `drsta train` is `pipelines.train_command`.
 """
 
 from __future__ import annotations
 
-import argparse
 import functools
-import json
-import os
-import sys
 import tempfile
 import time
 from collections import defaultdict
@@ -19,7 +16,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pyarrow.fs as pafs
 import ray
 import ray.train
 import ray.train.torch
@@ -57,19 +53,13 @@ from drsta.losses import build_objective
 from drsta.model import build_model
 from drsta.model.drsta import DRSTA
 from drsta.ray.stream import ValidBatches, evaluation_stream, train_stream
-from pipelines.cluster import release_leaked_placement_groups
-from pipelines.commands import parse_settings
 from pipelines.console import epoch_line, quiet_ray_loggers
-from pipelines.ray_runtime import connect, disconnect
-from pipelines.tracking import RunTracker, default_tracking_uri, log_model
+from pipelines.run import TrainingRun, open_run, resolve_paths
+from pipelines.tracking import RunTracker, log_model
 
 SCORE = "val/mAP"
 EPOCHS_DONE = "epochs_done"  # reported with every epoch: Tune's time axis, unchanged when a run resumes
 TRACKING_FAILURES = "tracking/failures"  # rank 0's tracking calls lost so far, reported with every epoch
-RUN_RECORD = ".drsta-runs"  # under storage_path: the MLflow run id of each Ray Train run, for resuming
-# Ray Train gives a worker group 60 s to start; on a small, busy machine (several trials' workers importing
-# torch at once) that is not enough and the run fails with WorkerGroupStartupTimeoutError.
-WORKER_START_TIMEOUT = "RAY_TRAIN_WORKER_GROUP_START_TIMEOUT_S"
 FIGURE_CANDIDATES = 50  # query clips searched for degraded frames to draw (their ground truth is looked up)
 
 
@@ -269,6 +259,7 @@ def train_fn_per_worker(config: dict[str, Any]) -> None:
 
 def build_trainer(cfg: ExperimentConfig, mlflow_run_id: str | None, callbacks: list | None = None) -> TorchTrainer:
     """The TorchTrainer of a run; `pipelines.tune` wraps the same trainer."""
+    run = TrainingRun.from_config(cfg)
     resources = {"CPU": cfg.train.cpus_per_worker} | ({"GPU": 1} if cfg.train.use_gpu else {})
     return TorchTrainer(
         train_fn_per_worker,
@@ -277,8 +268,8 @@ def build_trainer(cfg: ExperimentConfig, mlflow_run_id: str | None, callbacks: l
             num_workers=cfg.train.num_workers, use_gpu=cfg.train.use_gpu, resources_per_worker=resources
         ),
         run_config=RunConfig(
-            name=cfg.train.name,
-            storage_path=storage_path(cfg),
+            name=run.name,
+            storage_path=run.storage_path,
             failure_config=FailureConfig(max_failures=cfg.train.max_failures),
             checkpoint_config=CheckpointConfig(
                 num_to_keep=cfg.train.checkpoints_to_keep,
@@ -288,21 +279,6 @@ def build_trainer(cfg: ExperimentConfig, mlflow_run_id: str | None, callbacks: l
             callbacks=callbacks,
         ),
     )
-
-
-def storage_path(cfg: ExperimentConfig) -> str:
-    """An absolute local path (Ray needs one) or the URI as given."""
-    path = cfg.train.storage_path
-    return path if "://" in path else str(Path(path).resolve())
-
-
-def resolve_paths(cfg: ExperimentConfig) -> ExperimentConfig:
-    """Make every local path absolute, so workers in other directories (and nodes) read the same ones."""
-    if cfg.data.manifest is None:
-        raise ValueError("data.manifest is not set: pass --manifest DIR (the output of drsta ingest)")
-    uri = default_tracking_uri(cfg.train.tracking_uri)
-    return cfg.with_overrides({"data.manifest": str(Path(cfg.data.manifest).resolve()),
-                               "train.storage_path": storage_path(cfg), "train.tracking_uri": uri})  # fmt: skip
 
 
 def train(
@@ -316,24 +292,8 @@ def train(
     and the MLflow run then ends FAILED.
     """
     cfg = resolve_paths(cfg)
-    tracklets = read_manifest(cfg.data.manifest)
-    data_fingerprint = fingerprint(tracklets)
-    if run_started(cfg) and not resume:
-        raise ValueError(f"run {cfg.train.name!r} already exists in {storage_path(cfg)}: pass --resume to continue "
-                         "it, or choose another --name")  # fmt: skip
-    if resume and not run_started(cfg):
-        raise ValueError(f"nothing to resume: no run {cfg.train.name!r} in {storage_path(cfg)}")
-    previous = read_run_record(cfg) if resume else {}
-    if resume:
-        release_leaked_placement_groups()  # what a killed driver may have left reserved
-    tracker = RunTracker(cfg.train.tracking_uri, cfg.train.experiment, cfg.train.name,
-                         run_id=previous.get("mlflow_run_id"), tags={"data_fingerprint": data_fingerprint},
-                         parent_run_id=parent_run_id,
-                         artifact_location=artifact_location(cfg.train.tracking_uri))  # fmt: skip
-    run_id = tracker.start()
-    tracker.log_params(cfg.to_dict())
-    tracker.log_dict(cfg.to_dict(), "config.yaml")
-    write_run_record(cfg, {"mlflow_run_id": run_id})
+    data_fingerprint = fingerprint(read_manifest(cfg.data.manifest))
+    tracker, run_id = open_run(cfg, resume, parent_run_id, data_fingerprint)
     try:
         result = build_trainer(cfg, run_id, callbacks).fit()
     except Exception:
@@ -380,59 +340,6 @@ def not_recorded(lost_calls: int, missing_epochs: int, epochs: int, model_missin
     return problems
 
 
-def storage_filesystem(cfg: ExperimentConfig) -> tuple[pafs.FileSystem, str]:
-    """The filesystem and path of train.storage_path: local, or a URI such as s3://bucket/drsta."""
-    path = storage_path(cfg)
-    return pafs.FileSystem.from_uri(path) if "://" in path else (pafs.LocalFileSystem(), path)
-
-
-def _exists(filesystem: pafs.FileSystem, path: str) -> bool:
-    return filesystem.get_file_info(path).type != pafs.FileType.NotFound
-
-
-def read_run_record(cfg: ExperimentConfig) -> dict[str, Any]:
-    """What a run keeps beside its checkpoints (its MLflow run id); empty if it has none yet."""
-    filesystem, root = storage_filesystem(cfg)
-    record = f"{root}/{RUN_RECORD}/{cfg.train.name}.json"
-    if not _exists(filesystem, record):
-        return {}
-    with filesystem.open_input_stream(record) as stream:
-        text = stream.read()
-    try:
-        return json.loads(text)
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise ValueError(
-            f"the run record {record} is damaged ({err}): it holds the run's MLflow run id; fix or "
-            f"delete it, then pass --resume again (a deleted record starts a new MLflow run)"
-        ) from None
-
-
-def write_run_record(cfg: ExperimentConfig, record: dict[str, Any]) -> None:
-    """Written before Ray Train creates the run's directory, so a resume always finds the MLflow run; atomically
-    (a temporary file moved into place), so a resume never reads half a record."""
-    filesystem, root = storage_filesystem(cfg)
-    directory = f"{root}/{RUN_RECORD}"
-    filesystem.create_dir(directory, recursive=True)
-    partial = f"{directory}/.{cfg.train.name}.json.{os.getpid()}.partial"
-    with filesystem.open_output_stream(partial) as stream:
-        stream.write(json.dumps(record).encode())
-    filesystem.move(partial, f"{directory}/{cfg.train.name}.json")
-
-
-def run_started(cfg: ExperimentConfig) -> bool:
-    """Whether (storage_path, name) was started before: by its MLflow record or its Ray Train directory."""
-    filesystem, root = storage_filesystem(cfg)
-    return bool(read_run_record(cfg)) or _exists(filesystem, f"{root}/{cfg.train.name}")
-
-
-def artifact_location(tracking_uri: str) -> str | None:
-    """Beside a SQLite store, `mlartifacts/` (MLflow would use ./mlruns of whichever process creates the
-    experiment); a tracking server decides for itself (None)."""
-    if not tracking_uri.startswith("sqlite:///"):
-        return None
-    return (Path(tracking_uri.removeprefix("sqlite:///")).parent / "mlartifacts").resolve().as_uri()
-
-
 def load_trained_model(checkpoint: ray.train.Checkpoint, cfg: ExperimentConfig) -> DRSTA:
     """The model of a training checkpoint, in eval mode on the CPU."""
     with checkpoint.as_directory() as directory:
@@ -441,62 +348,3 @@ def load_trained_model(checkpoint: ray.train.Checkpoint, cfg: ExperimentConfig) 
     model = build_model(cfg.model, num_classes)
     model.load_state_dict(state["model"])
     return model.eval()
-
-
-def config_from_args(args: argparse.Namespace) -> ExperimentConfig:
-    """The YAML config (or the defaults), then --set overrides, then the named flags that were given."""
-    cfg = ExperimentConfig.from_yaml(args.config) if args.config else ExperimentConfig()
-    cfg = cfg.with_overrides(parse_settings(args.set))
-    flags = {
-        "data.manifest": str(args.manifest) if args.manifest else None,
-        "train.num_workers": args.num_workers,
-        "train.use_gpu": args.use_gpu,
-        "optim.epochs": args.epochs,
-        "train.name": args.name,
-        "train.storage_path": args.storage_path,
-        "train.tracking_uri": args.tracking_uri,
-    }
-    return cfg.with_overrides({key: value for key, value in flags.items() if value is not None})
-
-
-def init_ray(
-    address: str | None,
-    cfg: ExperimentConfig,
-    concurrent_runs: int = 1,
-    log_to_driver: bool = True,
-    command: str = "train",
-) -> None:
-    """Connect to Ray by drsta's one policy (`pipelines.ray_runtime.connect`: --address, else RAY_ADDRESS, else a
-    private local Ray), with room locally for the workers *and* the decode tasks.
-
-    Locally the training workers would otherwise hold every CPU and the data stream could not run: the local
-    Ray gets two logical CPUs beyond the workers' of `concurrent_runs` runs (oversubscribing a small machine).
-    """
-    needed = int(concurrent_runs * cfg.train.num_workers * cfg.train.cpus_per_worker) + 2
-    # A local Ray keeps its dashboard: it serves the State API that Ray Train uses to watch (and clean up after)
-    # its runs.
-    connect(address, command, num_cpus=needed, log_to_driver=log_to_driver, local_env={WORKER_START_TIMEOUT: "600"})
-
-
-def run(args: argparse.Namespace) -> None:
-    cfg = config_from_args(args)
-    # Before Ray starts: credentials in the URI move to the environment, which a local Ray's workers inherit.
-    cfg = cfg.with_overrides({"train.tracking_uri": default_tracking_uri(cfg.train.tracking_uri)})
-    init_ray(args.address, cfg)
-    try:
-        outcome = train(cfg, resume=args.resume)
-    finally:
-        disconnect()
-    metrics = outcome["metrics"]
-    print(f"train: finished {cfg.train.name}: mAP {metrics.get(SCORE, float('nan')):.3f}, "
-          f"rank-1 {metrics.get('val/rank1', float('nan')):.3f}; checkpoints in {outcome['path']}")  # fmt: skip
-    if outcome["model_version"] is not None:
-        print(f"train: registered models:/{cfg.train.registered_model}/{outcome['model_version'].version}")
-    if outcome["not_recorded"]:  # trained, but a quiet success would hide what is missing: exit status 1
-        sys.exit(f"drsta train: error: {cfg.train.name} trained, but {'; '.join(outcome['not_recorded'])}")
-
-
-if __name__ == "__main__":
-    from pipelines.cli import main
-
-    main(["train", *sys.argv[1:]])

@@ -28,24 +28,14 @@ from drsta import viz
 from drsta.config import ExperimentConfig
 from drsta.data.manifest import fingerprint, read_manifest
 from drsta.search_space import Distribution, SearchSpace, expand_bundles
-from pipelines.cli import WorkFailed
 from pipelines.cluster import ReleaseLeakedPlacementGroups, release_leaked_placement_groups
-from pipelines.commands import parse_settings
+from pipelines.commands import WorkFailed, parse_settings
 from pipelines.console import trial_line, verbose
 from pipelines.models import promote
-from pipelines.ray_runtime import disconnect
+from pipelines.ray_runtime import disconnect, init_ray
+from pipelines.run import TrainingRun, artifact_location, resolve_paths
 from pipelines.tracking import RunTracker, default_tracking_uri, get_or_create_experiment, log_model
-from pipelines.train import (
-    EPOCHS_DONE,
-    SCORE,
-    artifact_location,
-    init_ray,
-    load_trained_model,
-    resolve_paths,
-    run_started,
-    storage_path,
-    train,
-)
+from pipelines.train import EPOCHS_DONE, SCORE, load_trained_model, train
 
 TRIALS_DIR = "trials"
 # A trial only drives its TorchTrainer (its workers hold the CPUs): a sliver of a CPU, so that concurrent
@@ -60,7 +50,8 @@ def trial(config: dict[str, Any]) -> None:
     trial_id = ray.tune.get_context().get_trial_id()  # stable across Tuner.restore: names the Train run
     cfg = cfg.with_overrides({"train.name": f"{config['sweep']}-{trial_id}", "train.registered_model": None})
     # A restored sweep restarts its unfinished trials: each continues its own run (MLflow run, checkpoints).
-    train(cfg, resume=run_started(cfg), callbacks=[TuneReportCallback()], parent_run_id=config["parent_run_id"])
+    resume = TrainingRun.from_config(cfg).started()
+    train(cfg, resume=resume, callbacks=[TuneReportCallback()], parent_run_id=config["parent_run_id"])
 
 
 class TrialLines(ray.tune.Callback):
@@ -96,6 +87,7 @@ def tune_distribution(distribution: Distribution, grid: bool) -> Any:
 
 
 def build_tuner(space: SearchSpace, base: ExperimentConfig, sweep: str, parent_run_id: str | None) -> ray.tune.Tuner:
+    """The sweep's Tuner; `base` has its paths resolved (`pipelines.run.resolve_paths`)."""
     grid = space.searcher == "grid"
     param_space = {
         "base": base.to_dict(),
@@ -104,7 +96,7 @@ def build_tuner(space: SearchSpace, base: ExperimentConfig, sweep: str, parent_r
         "params": {key: tune_distribution(d, grid) for key, d in space.params.items()},
         "bundles": space.bundles,
     }
-    trials_path = str(Path(storage_path(base)) / TRIALS_DIR)
+    trials_path = str(Path(base.train.storage_path) / TRIALS_DIR)
     callbacks = [ReleaseLeakedPlacementGroups(), TrialLines(list(space.params), base.optim.epochs)]
     # Tune's own status table only with drsta --verbose; otherwise a line per trial result (TrialLines).
     run_config = ray.tune.RunConfig(name=sweep, storage_path=trials_path, callbacks=callbacks,
@@ -155,7 +147,7 @@ def sweep(
     """
     space, base = load_space(space_path, settings)
     base = resolve_paths(base.with_overrides({"data.manifest": str(manifest)} | (overrides or {})))
-    trials_path = Path(storage_path(base)) / TRIALS_DIR / name
+    trials_path = Path(base.train.storage_path) / TRIALS_DIR / name
     if trials_path.exists() and not resume:
         raise ValueError(f"sweep {name!r} already exists in {trials_path.parent}: pass --resume or another --name")
     if resume and not ray.tune.Tuner.can_restore(str(trials_path)):

@@ -25,6 +25,16 @@ print(json.dumps(sorted({name.split(".")[0] for name in sys.modules} & set(json.
 """
 
 
+# Imports every command's module (and the modules that `pipelines.cli` does not): none may import the cli.
+IMPORT_PROBE = """
+import importlib, sys
+from pipelines.commands import COMMANDS
+for name in [command.module for command in COMMANDS.values()] + ["pipelines.run", "pipelines.train"]:
+    importlib.import_module(name)
+print("pipelines.cli" in sys.modules)
+"""
+
+
 def every_help() -> list[list[str]]:
     """`drsta --help`, each command's, and each action's of `models` and `jobs`."""
     actions = {"models": ["list", "history", "pull", "promote"], "jobs": ["list", "logs", "stop"]}
@@ -49,6 +59,13 @@ def test_help_imports_no_torch_ray_or_mlflow():
     probe = subprocess.run([sys.executable, "-c", HELP_PROBE, json.dumps(every_help()), json.dumps(HEAVY)],
                            capture_output=True, text=True, check=True)  # fmt: skip
     assert json.loads(probe.stdout.splitlines()[-1]) == []
+
+
+def test_no_command_imports_the_cli():
+    """The cli imports the commands (to run one), so no command imports the cli: `pipelines.commands` holds what
+    they share with it (`WorkFailed`, the --verbose variable)."""
+    probe = subprocess.run([sys.executable, "-c", IMPORT_PROBE], capture_output=True, text=True, check=True)
+    assert probe.stdout.splitlines()[-1] == "False"
 
 
 @pytest.mark.parametrize("name", list(commands.COMMANDS))
@@ -154,7 +171,7 @@ def test_work_failed_exits_1_and_usage_errors_2(monkeypatch, capsys):
     import pipelines.jobs
 
     def failing(args):
-        raise cli.WorkFailed("2 of 3 trials errored")
+        raise commands.WorkFailed("2 of 3 trials errored")
 
     monkeypatch.setattr(pipelines.jobs, "run", failing)
     with pytest.raises(SystemExit) as exit_info:

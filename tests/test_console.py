@@ -6,7 +6,7 @@ import os
 
 import pytest
 
-from pipelines import cli, console
+from pipelines import cli, commands, console
 
 EPOCH = {"val/mAP": 0.4512, "train/loss": 5.8124, "train/diversity": 0.0213, "train/oim": 5.3011,
          "train/triplet": 0.5113, "train/lr": 3e-4, "data/clips_per_s": 10.94, "val/rank1": 0.6024}  # fmt: skip
@@ -35,7 +35,7 @@ def test_duration(seconds, text):
 
 
 def test_ray_is_quiet_unless_verbose(monkeypatch):
-    for key in (*cli.QUIET_LIBRARIES, cli.VERBOSE_VARIABLE):
+    for key in (*cli.QUIET_LIBRARIES, commands.VERBOSE_VARIABLE):
         monkeypatch.delenv(key, raising=False)
     cli.configure_logging("info", verbose=False)
     assert os.environ["RAY_DATA_DISABLE_PROGRESS_BARS"] == "1" and os.environ["RAY_DATA_LOG_LEVEL"] == "WARNING"

@@ -14,8 +14,8 @@ from drsta.config import ExperimentConfig
 from drsta.model import build_model
 from drsta.resources import CONFIG_DIR
 from pipelines.cli import main
+from pipelines.run import TrainingRun, resolve_paths
 from pipelines.tracking import RunTracker, default_tracking_uri, log_model, set_alias
-from pipelines.train import read_run_record, resolve_paths, write_run_record
 
 pytestmark = pytest.mark.integration
 
@@ -134,10 +134,10 @@ def test_tracking_uri_credentials_go_to_the_environment_not_the_config(tmp_path,
 
 
 def test_a_damaged_run_record_is_named(tmp_path):
-    cfg = ExperimentConfig().with_overrides({"train.storage_path": str(tmp_path), "train.name": "run-1"})
-    write_run_record(cfg, {"mlflow_run_id": "abc"})
-    assert read_run_record(cfg) == {"mlflow_run_id": "abc"}
+    run = TrainingRun(str(tmp_path), "run-1")
+    run.write_record({"mlflow_run_id": "abc"})
+    assert run.read_record() == {"mlflow_run_id": "abc"}
     assert [p.name for p in (tmp_path / ".drsta-runs").iterdir()] == ["run-1.json"]  # no temporary file left
     (tmp_path / ".drsta-runs" / "run-1.json").write_text('{"mlflow_run')
     with pytest.raises(ValueError, match=r"run-1\.json is damaged"):
-        read_run_record(cfg)
+        run.read_record()

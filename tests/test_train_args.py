@@ -4,9 +4,7 @@ import argparse
 
 import pytest
 
-from drsta.config import ExperimentConfig
-from pipelines import commands, train
-from pipelines.train import read_run_record, run_started, write_run_record
+from pipelines import commands, train_command
 
 
 def parse(*argv: str) -> argparse.Namespace:
@@ -18,7 +16,7 @@ def parse(*argv: str) -> argparse.Namespace:
 def test_set_and_flags_override_the_yaml_in_order():
     args = parse("--config", "synthetic_cpu", "--set", "loss.diversity_weight=0", "--set",
                  "train.registered_model=null", "--set", "train.num_workers=3", "--num-workers", "4")  # fmt: skip
-    cfg = train.config_from_args(args)
+    cfg = train_command.config_from_args(args)
     assert cfg.loss.diversity_weight == 0 and cfg.train.registered_model is None
     assert cfg.train.num_workers == 4  # the named flag wins over --set
     assert cfg.model.backbone == "resnet18"  # from the YAML
@@ -29,15 +27,4 @@ def test_set_and_flags_override_the_yaml_in_order():
                                                 ("model.sigma=-1", "model.sigma")])  # fmt: skip
 def test_bad_settings_are_named(setting, match):
     with pytest.raises(ValueError, match=match):
-        train.config_from_args(parse("--set", setting))
-
-
-@pytest.mark.parametrize("uri", [False, True])
-def test_run_record_lives_in_the_storage_path_local_or_uri(tmp_path, uri):
-    storage = tmp_path.as_uri() if uri else str(tmp_path)  # file:///… goes through pyarrow's URI filesystems
-    cfg = ExperimentConfig().with_overrides({"train.storage_path": storage, "train.name": "run-1"})
-    assert not run_started(cfg) and read_run_record(cfg) == {}
-    write_run_record(cfg, {"mlflow_run_id": "abc"})
-    assert run_started(cfg) and read_run_record(cfg) == {"mlflow_run_id": "abc"}
-    assert (tmp_path / ".drsta-runs" / "run-1.json").is_file()
-    assert not run_started(cfg.with_overrides({"train.name": "run-2"}))
+        train_command.config_from_args(parse("--set", setting))
