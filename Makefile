@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-unit lint bench clean
+.PHONY: demo test test-unit lint bench ui-check clean
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -24,6 +24,11 @@ test: $(STAMP)
 # The unit tier: no real Ray / MLflow / decord processes (tests marked `integration` are left out).
 test-unit: $(STAMP)
 	$(BIN)/python -m pytest -m "not integration"
+
+# After `make demo`: the MLflow UI on the demo's store in headless Chromium (apt-get install -y chromium), its pages
+# checked for the metrics, figures and champion alias, a screenshot of each in ui-check/.
+ui-check: $(STAMP)
+	$(BIN)/python -m tests.mlflow_ui --store demo-output/mlflow.db --out ui-check
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -97,7 +97,8 @@ def run_demo(
         result, claims = evaluate_with_claims(program, cfg, out / "ingest")
     finally:
         disconnect()
-    tables = results_table(summary, pulled, result, out, uri) + claims_table(claims, cfg.model.num_attention_models)
+    tables = results_table(summary, pulled, result, out, uri, cfg.train.experiment)
+    tables += claims_table(claims, cfg.model.num_attention_models)
     report(tables, out, time.perf_counter() - start)
     return {"sweep": summary, "champion": pulled["model_uri"], "mAP": result.mAP, "rank1": float(result.cmc[0]),
             "claims": claims}  # fmt: skip
@@ -131,7 +132,9 @@ def report(lines: list[str], out: Path, seconds: float) -> None:
     print("\n".join(lines), flush=True)
 
 
-def results_table(summary: dict[str, Any], pulled: dict[str, Any], result: Any, out: Path, uri: str) -> list[str]:
+def results_table(
+    summary: dict[str, Any], pulled: dict[str, Any], result: Any, out: Path, uri: str, experiment: str
+) -> list[str]:
     """The sweep's trials, the champion's re-evaluation, the figures' paths and the MLflow UI command."""
     rows = summary["trials"]
     keys = [key for key in rows[0] if "." in key] if rows else []
@@ -142,6 +145,7 @@ def results_table(summary: dict[str, Any], pulled: dict[str, Any], result: Any, 
         score = ["-", "-"] if row["mAP"] is None else [f"{row['rank1']:.1%}", f"{row['mAP']:.1%}"]
         mark = "best" if row["best"] else ("failed" if row["error"] else "")
         lines.append("| " + " | ".join([str(row["trial"]), *values, str(row["epochs"]), *score, mark]) + " |")
+    best_runs = [f"{SWEEP}-{row['trial']}" for row in rows if row["best"]]
     promotion = summary.get("promotion") or {}
     verdict = "became champion" if promotion.get("promoted") else "did not beat the champion"
     lines += [
@@ -150,8 +154,9 @@ def results_table(summary: dict[str, Any], pulled: dict[str, Any], result: Any, 
         f"champion, pulled to {out / 'champion'} and re-evaluated: rank-1 {result.cmc[0]:.1%}, "
         f"mAP {result.mAP:.1%} ({result.num_valid_queries} queries)",
         "figures (the sweep, the best trial):",
-        *[f"  {path}" for path in figures(uri, [f"{SWEEP}-{row['trial']}" for row in rows if row["best"]])],
-        f"MLflow UI: mlflow ui --backend-store-uri {uri} --port 5000   (then open http://127.0.0.1:5000)",
+        *[f"  {path}" for path in figures(uri, experiment, best_runs)],
+        f"MLflow UI: mlflow ui --backend-store-uri {uri} --port 5000",
+        f"  then open {ui_address(uri, experiment)}",
     ]
     return lines
 
@@ -180,12 +185,20 @@ def claims_table(claims: dict[str, float], num_models: int) -> list[str]:
     return lines
 
 
-def figures(uri: str, trial_runs: list[str]) -> list[Path]:
+def ui_address(uri: str, experiment: str, port: int = 5000) -> str:
+    """The demo's experiment in `mlflow ui`, opened on its runs: MLflow 3.17's UI opens any experiment in its GenAI
+    view (traces, sessions) unless the address chooses the model-training workflow."""
+    experiment_id = mlflow.MlflowClient(uri).get_experiment_by_name(experiment).experiment_id
+    return f"http://127.0.0.1:{port}/#/experiments/{experiment_id}?workflowType=machine_learning"
+
+
+def figures(uri: str, experiment: str, trial_runs: list[str]) -> list[Path]:
     """The PNG figures of the sweep's parent run and of the named trial runs (local artifact store)."""
     client = mlflow.MlflowClient(uri)
-    experiment = client.get_experiment_by_name("drsta").experiment_id
-    runs = client.search_runs([experiment], f"tags.drsta_sweep = '{SWEEP}'")
-    runs += [run for name in trial_runs for run in client.search_runs([experiment], f"attributes.run_name = '{name}'")]
+    experiment_id = client.get_experiment_by_name(experiment).experiment_id
+    runs = client.search_runs([experiment_id], f"tags.drsta_sweep = '{SWEEP}'")
+    runs += [run for name in trial_runs
+             for run in client.search_runs([experiment_id], f"attributes.run_name = '{name}'")]  # fmt: skip
     return [
         path
         for run in runs
