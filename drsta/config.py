@@ -217,6 +217,12 @@ class TrainConfig(_Strict):
     tracking_uri: str | None = Field(None, description="MLflow tracking URI; null: sqlite:///mlflow.db here")
     experiment: str = Field("drsta", min_length=1, description="MLflow experiment name")
     registered_model: str | None = Field("drsta", description="register the final model under this name; null: no")
+    system_metrics_s: float | None = Field(
+        10.0,
+        gt=0,
+        description="log each node's CPU, memory, disk, network (and GPU) to MLflow every this many "
+        "seconds (the run's System metrics); null: not",
+    )
 
 
 class ExperimentConfig(_Strict):

@@ -28,6 +28,8 @@ QUIET_LIBRARIES = {
     "RAY_DATA_DISABLE_PROGRESS_BARS": "1",
     "RAY_DATA_LOG_LEVEL": "WARNING",
     "MLFLOW_LOGGING_LEVEL": "WARNING",
+    "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",  # a bar per model pulled
+    "RAY_AIR_NEW_OUTPUT": "0",  # Ray Tune's banner with verbose=0 (its older output prints nothing at 0)
 }
 
 

@@ -16,6 +16,9 @@ from tqdm import tqdm
 from pipelines.commands import VERBOSE_VARIABLE
 
 RAY_LOGGERS = ("ray", "ray.data", "ray.train", "ray.tune", "ray.serve")
+# Warnings of Ray's that say nothing to act on, kept for --verbose: a local Ray's token authentication being on
+# (Ray's default), and Ray Data's progress bars being off (drsta turns them off).
+RAY_NOTICES = ("ray._private.authentication.authentication_token_setup", "ray.data._internal.progress")
 PARTS_SKIPPED = {"train/loss", "train/lr", "train/diversity"}  # shown on their own, or not at all
 
 
@@ -30,9 +33,12 @@ def ray_logging_level() -> int:
 
 
 def quiet_ray_loggers() -> None:
-    """Ray's loggers in this process (a driver or a Ray Train worker) at `ray_logging_level`."""
+    """Ray's loggers in this process (a driver or a Ray Train worker) at `ray_logging_level`, and its notices off
+    unless --verbose."""
     for name in RAY_LOGGERS:
         logging.getLogger(name).setLevel(ray_logging_level())
+    for name in RAY_NOTICES:
+        logging.getLogger(name).setLevel(logging.NOTSET if verbose() else logging.ERROR)
 
 
 def progress_bar(description: str, total: int, unit: str) -> tqdm:

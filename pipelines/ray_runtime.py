@@ -31,7 +31,7 @@ from ray.job_config import JobConfig
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from drsta.config import ExperimentConfig
-from pipelines.console import ray_logging_level
+from pipelines.console import quiet_ray_loggers, ray_logging_level
 
 logger = logging.getLogger(__name__)
 
@@ -72,6 +72,7 @@ def connect(
     if ray.is_initialized():
         return
     job_config = JobConfig(metadata={DRSTA_JOB: command})
+    quiet_ray_loggers()
     _unpin_api_server()  # the private Ray of an earlier command in this process is gone
     if address or os.environ.get("RAY_ADDRESS"):
         working_dir = _working_directory()

@@ -42,6 +42,7 @@ from mlflow.entities.model_registry import ModelVersion, RegisteredModel
 from mlflow.exceptions import MlflowException
 from mlflow.models import ModelSignature
 from mlflow.protos.databricks_pb2 import RESOURCE_ALREADY_EXISTS, RESOURCE_DOES_NOT_EXIST, ErrorCode
+from mlflow.system_metrics.system_metrics_monitor import SystemMetricsMonitor
 from mlflow.types import Schema, TensorSpec
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 from torch import nn
@@ -253,6 +254,23 @@ class RunTracker:
         new = [Param(key, value) for key, value in params.items() if key not in logged]
         if new:
             self.client.log_batch(self._run_id, params=new)
+
+
+def monitor_system(
+    run_id: str, tracking_uri: str | None, interval_s: float, node_id: str | None = None
+) -> SystemMetricsMonitor | None:
+    """Start MLflow's system metrics thread for `run_id` (CPU, memory, disk, network, and GPU where there is one):
+    `system/<metric>`, or `system/<node_id>/<metric>`, every `interval_s`, continuing the steps of a resumed run;
+    `finish()` stops it. None, with a warning, where it cannot start: monitoring never stops training.
+    """
+    try:
+        monitor = SystemMetricsMonitor(run_id, sampling_interval=interval_s, resume_logging=True, node_id=node_id,
+                                       tracking_uri=tracking_uri)  # fmt: skip
+        monitor.start()
+    except Exception as err:
+        _logger.warning("no system metrics for run %s: %s: %s", run_id, type(err).__name__, err)
+        return None
+    return monitor
 
 
 def flatten_params(config: Mapping[str, Any], prefix: str = "") -> dict[str, str]:

@@ -21,6 +21,7 @@ import ray.train
 import ray.train.torch
 import torch
 import torch.distributed as dist
+from mlflow.system_metrics.system_metrics_monitor import SystemMetricsMonitor
 from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
 from ray.train.torch import TorchTrainer
 
@@ -55,7 +56,7 @@ from drsta.model.drsta import DRSTA
 from drsta.ray.stream import ValidBatches, evaluation_stream, train_stream
 from pipelines.console import epoch_line, quiet_ray_loggers
 from pipelines.run import TrainingRun, open_run, resolve_paths
-from pipelines.tracking import RunTracker, log_model
+from pipelines.tracking import RunTracker, log_model, monitor_system
 
 SCORE = "val/mAP"
 EPOCHS_DONE = "epochs_done"  # reported with every epoch: Tune's time axis, unchanged when a run resumes
@@ -95,15 +96,32 @@ class TrainLoop:
                 cfg.train.tracking_uri, cfg.train.experiment, cfg.train.name, run_id=mlflow_run_id
             )
             self.tracker.start()
+        self.system_monitor = self._monitor_system(context, self.tracker.run_id if self.tracker else mlflow_run_id)
         # Epochs already in MLflow: a run resumed from a checkpoint older than its last logged epoch (the driver
         # died between MLflow and the checkpoint) re-runs those epochs from the same state without logging twice.
         self.logged_epochs = self.tracker.logged_steps("train/loss") if self.tracker else set()
+
+    def _monitor_system(self, context: Any, run_id: str | None) -> SystemMetricsMonitor | None:
+        """One system metrics thread per node (its local rank 0), named by the node when the run spans several."""
+        interval = self.cfg.train.system_metrics_s
+        if interval is None or run_id is None or context.get_local_rank() != 0:
+            return None
+        several_nodes = context.get_local_world_size() < self.world_size
+        node = f"node{context.get_node_rank()}" if several_nodes else None
+        return monitor_system(run_id, self.cfg.train.tracking_uri, interval, node)
 
     @property
     def module(self) -> DRSTA:
         return self.model.module if hasattr(self.model, "module") else self.model
 
     def run(self) -> None:
+        try:
+            self._run_epochs()
+        finally:
+            if self.system_monitor:
+                self.system_monitor.finish()
+
+    def _run_epochs(self) -> None:
         epochs = self.cfg.optim.epochs
         run_start = time.perf_counter()
         for epoch in range(self.start_epoch, epochs):

@@ -42,6 +42,7 @@ def test_ray_is_quiet_unless_verbose(monkeypatch):
     assert not console.verbose() and console.ray_logging_level() == logging.WARNING
     console.quiet_ray_loggers()
     assert logging.getLogger("ray.train").level == logging.WARNING
+    assert all(logging.getLogger(name).level == logging.ERROR for name in console.RAY_NOTICES)
 
     for key in cli.QUIET_LIBRARIES:
         monkeypatch.delenv(key)
@@ -50,6 +51,7 @@ def test_ray_is_quiet_unless_verbose(monkeypatch):
     assert not any(key in os.environ for key in cli.QUIET_LIBRARIES)
     console.quiet_ray_loggers()
     assert logging.getLogger("ray.train").level == logging.INFO
+    assert all(logging.getLogger(name).getEffectiveLevel() == logging.INFO for name in console.RAY_NOTICES)
 
 
 def test_progress_bar_stays_out_of_logs(capsys):

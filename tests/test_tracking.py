@@ -7,6 +7,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import matplotlib
@@ -26,6 +27,7 @@ from pipelines.tracking import (
     get_alias_version,
     load_registered,
     log_model,
+    monitor_system,
     set_alias,
 )
 
@@ -336,3 +338,21 @@ def test_unwritable_store_disables_tracking_without_raising(tmp_path, caplog):
         _train_side_calls(tracker, tmp_path)
     assert not tracker.healthy and tracker.failures == 10
     assert len(_tracking_errors(caplog)) == 1
+
+
+def test_system_metrics_go_to_the_run_until_finished(tmp_path):
+    tracker = _tracker(tmp_path)
+    tracker.start()
+    monitor = monitor_system(tracker.run_id, _uri(tmp_path), interval_s=0.2)
+    assert monitor is not None
+    time.sleep(1.5)
+    monitor.finish()
+    client = MlflowClient(_uri(tmp_path))
+    history = client.get_metric_history(tracker.run_id, "system/cpu_utilization_percentage")
+    assert len(history) >= 2 and all(0 <= m.value <= 100 for m in history)
+    assert "system/system_memory_usage_megabytes" in client.get_run(tracker.run_id).data.metrics
+    # A resumed run's monitor continues the steps; one per node names its metrics by the node.
+    node = monitor_system(tracker.run_id, _uri(tmp_path), interval_s=0.2, node_id="node1")
+    time.sleep(0.8)
+    node.finish()
+    assert client.get_metric_history(tracker.run_id, "system/node1/cpu_utilization_percentage")

@@ -27,7 +27,7 @@ TINY = {
     "data": {"sampler": "identity", "tracklets_per_id": 2, "batch_size_per_worker": 4, "decode_batch_size": 4,
              "flip_p": 0.5, "crop_p": 0.0, "erase_p": 0.0},
     "optim": {"optimizer": "adam", "lr": 3e-3, "trunk_lr_scale": 1.0, "weight_decay": 0.0, "epochs": 6},
-    "train": {"num_workers": 2, "eval_every": 3, "max_failures": 2},
+    "train": {"num_workers": 2, "eval_every": 3, "max_failures": 2, "system_metrics_s": 1.0},
 }  # fmt: skip
 
 
@@ -62,7 +62,8 @@ def test_two_workers_learn_log_to_mlflow_and_register_a_loadable_model(manifest,
     assert len(losses) == 6 and losses[-1] < losses[0]
     assert len(maps) == 2 and maps[-1] > untrained_map + 0.08, (maps, untrained_map)
     assert run.data.params["model.num_attention_models"] == "3" and run.data.params["train.num_workers"] == "2"
-    for key in ("train/diversity", "train/hellinger", "train/lr", "data/clips_per_s", "val/rank1", "val/rank20"):
+    for key in ("train/diversity", "train/hellinger", "train/lr", "data/clips_per_s", "val/rank1", "val/rank20",
+                "system/cpu_utilization_percentage", "system/system_memory_usage_megabytes"):  # fmt: skip
         assert key in run.data.metrics, key
     # The paper's claims, measured at every evaluation (the manifest carries the synthetic set's ground truth).
     best_step = max(client.get_metric_history(run.info.run_id, SCORE), key=lambda m: m.value).step
