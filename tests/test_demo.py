@@ -33,6 +33,13 @@ def test_demo_runs_the_main_job_end_to_end(tmp_path):
     assert any(path.name == "sweep.png" for path in figures) and all(path.is_file() for path in figures)
     assert (out / "champion" / "model" / "MLmodel").is_file()
     assert "=== demo: results" in done.stdout and "mlflow ui --backend-store-uri" in done.stdout
+    assert "workflowType=machine_learning" in done.stdout  # the UI opens on the runs, not on GenAI traces
+    # A readable story: a screenful per stage, none of the libraries' banners and bars.
+    output = done.stdout + done.stderr
+    assert len(output.splitlines()) < 150, output
+    for noise in ("Configuration for experiment", "A new study created", "Downloading artifacts",
+                  "Token authentication is enabled", "Progress bars disabled"):  # fmt: skip
+        assert noise not in output, noise
 
 
 def test_claims_table_sets_each_claim_against_its_goal():
