@@ -181,6 +181,9 @@ up() {
   printf 'export %s=%q\n' RAY_AUTH_MODE token RAY_AUTH_TOKEN_PATH "$token_path" RAY_ADDRESS "127.0.0.1:$port" \
     RAY_API_SERVER_ADDRESS "http://127.0.0.1:$dashboard_port" >"$state_dir/env"
 
+  # Every process of this cluster asks its own dashboard: the State API would otherwise resolve the newest Ray on
+  # this host, and Ray Train's PlacementGroupCleaner, finding no such job there, removes live runs' groups.
+  export RAY_API_SERVER_ADDRESS="http://127.0.0.1:$dashboard_port"
   start_node head --head --port "$port" --num-cpus "$head_cpus" --dashboard-host 127.0.0.1 \
     --dashboard-port "$dashboard_port" --ray-client-server-port "$(free_port "$python")"
   wait_for_line "$state_dir/head.log" "Ray runtime started" "$(cat "$state_dir/head.pid")" "$timeout" "the head node" ||
