@@ -33,12 +33,14 @@ def ray_logging_level() -> int:
 
 
 def quiet_ray_loggers() -> None:
-    """Ray's loggers in this process (a driver or a Ray Train worker) at `ray_logging_level`, and its notices off
-    unless --verbose."""
+    """Ray's loggers in this process (a driver or a Ray Train worker) at `ray_logging_level`, its notices and
+    Optuna's study lines (a sweep's searcher) off unless --verbose."""
     for name in RAY_LOGGERS:
         logging.getLogger(name).setLevel(ray_logging_level())
     for name in RAY_NOTICES:
         logging.getLogger(name).setLevel(logging.NOTSET if verbose() else logging.ERROR)
+    # Optuna sets its logger to INFO when imported (with Ray Tune's searchers): set again here, after that.
+    logging.getLogger("optuna").setLevel(ray_logging_level())
 
 
 def progress_bar(description: str, total: int, unit: str) -> tqdm:

@@ -146,6 +146,8 @@ def results_table(
         mark = "best" if row["best"] else ("failed" if row["error"] else "")
         lines.append("| " + " | ".join([str(row["trial"]), *values, str(row["epochs"]), *score, mark]) + " |")
     best_runs = [f"{SWEEP}-{row['trial']}" for row in rows if row["best"]]
+    client = mlflow.MlflowClient(uri)
+    experiment_id = client.get_experiment_by_name(experiment).experiment_id
     promotion = summary.get("promotion") or {}
     verdict = "became champion" if promotion.get("promoted") else "did not beat the champion"
     lines += [
@@ -154,9 +156,9 @@ def results_table(
         f"champion, pulled to {out / 'champion'} and re-evaluated: rank-1 {result.cmc[0]:.1%}, "
         f"mAP {result.mAP:.1%} ({result.num_valid_queries} queries)",
         "figures (the sweep, the best trial):",
-        *[f"  {path}" for path in figures(uri, experiment, best_runs)],
+        *[f"  {path}" for path in figures(client, experiment_id, best_runs)],
         f"MLflow UI: mlflow ui --backend-store-uri {uri} --port 5000",
-        f"  then open {ui_address(uri, experiment)}",
+        f"  then open {ui_address(experiment_id)}",
     ]
     return lines
 
@@ -185,17 +187,14 @@ def claims_table(claims: dict[str, float], num_models: int) -> list[str]:
     return lines
 
 
-def ui_address(uri: str, experiment: str, port: int = 5000) -> str:
+def ui_address(experiment_id: str, port: int = 5000) -> str:
     """The demo's experiment in `mlflow ui`, opened on its runs: MLflow 3.17's UI opens any experiment in its GenAI
     view (traces, sessions) unless the address chooses the model-training workflow."""
-    experiment_id = mlflow.MlflowClient(uri).get_experiment_by_name(experiment).experiment_id
     return f"http://127.0.0.1:{port}/#/experiments/{experiment_id}?workflowType=machine_learning"
 
 
-def figures(uri: str, experiment: str, trial_runs: list[str]) -> list[Path]:
+def figures(client: mlflow.MlflowClient, experiment_id: str, trial_runs: list[str]) -> list[Path]:
     """The PNG figures of the sweep's parent run and of the named trial runs (local artifact store)."""
-    client = mlflow.MlflowClient(uri)
-    experiment_id = client.get_experiment_by_name(experiment).experiment_id
     runs = client.search_runs([experiment_id], f"tags.drsta_sweep = '{SWEEP}'")
     runs += [run for name in trial_runs
              for run in client.search_runs([experiment_id], f"attributes.run_name = '{name}'")]  # fmt: skip

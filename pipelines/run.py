@@ -49,8 +49,12 @@ class TrainingRun:
 
     def started(self) -> bool:
         """Whether the run was started before: by its record or its Ray Train directory."""
+        return bool(self.read_record()) or self.has_directory()
+
+    def has_directory(self) -> bool:
+        """Whether Ray Train made the run's directory (its checkpoints and results)."""
         filesystem, root = self.filesystem
-        return bool(self.read_record()) or _exists(filesystem, f"{root}/{self.name}")
+        return _exists(filesystem, f"{root}/{self.name}")
 
     def read_record(self) -> dict[str, Any]:
         """What the run keeps beside its checkpoints (its MLflow run id); empty if it has none yet."""
@@ -122,17 +126,16 @@ def open_run(
         tracking failed to start (rank 0 then creates a run of its own, if MLflow is reachable by then).
     """
     run = TrainingRun.from_config(cfg)
-    started = run.started()
+    record = run.read_record()
+    started = bool(record) or run.has_directory()
     if started and not resume:
         raise ValueError(f"run {run.name!r} already exists in {run.storage_path}: pass --resume to continue "
                          "it, or choose another --name")  # fmt: skip
     if resume and not started:
         raise ValueError(f"nothing to resume: no run {run.name!r} in {run.storage_path}")
-    previous = None
     if resume:
-        previous = run.mlflow_run_id()
         release_leaked_placement_groups()  # what a killed driver may have left reserved
-    tracker = RunTracker(cfg.train.tracking_uri, cfg.train.experiment, run.name, run_id=previous,
+    tracker = RunTracker(cfg.train.tracking_uri, cfg.train.experiment, run.name, run_id=record.get("mlflow_run_id"),
                          tags={"data_fingerprint": data_fingerprint}, parent_run_id=parent_run_id,
                          artifact_location=artifact_location(cfg.train.tracking_uri))  # fmt: skip
     run_id = tracker.start()

@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Any
 
 import mlflow
-import optuna
 import ray
 import ray.train
 import ray.tune
@@ -115,8 +114,6 @@ def tune_config(space: SearchSpace, base: ExperimentConfig) -> ray.tune.TuneConf
     scheduler = ASHAScheduler(time_attr=EPOCHS_DONE, max_t=base.optim.epochs,
                               grace_period=space.scheduler.grace_period,
                               reduction_factor=space.scheduler.reduction_factor)  # fmt: skip
-    if not verbose():
-        optuna.logging.set_verbosity(optuna.logging.WARNING)  # "A new study created in memory …"
     searcher = OptunaSearch(seed=space.seed) if space.searcher == "optuna" else None
     return ray.tune.TuneConfig(
         metric=SCORE,

@@ -16,7 +16,6 @@ import html
 import os
 import re
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -30,6 +29,8 @@ from typing import IO
 from urllib.parse import urlsplit
 
 from mlflow import MlflowClient
+
+from tests.local_cluster import free_port
 
 # MLflow 3.17's UI opens every experiment in its GenAI view unless the workflow is chosen (in the page or here).
 MODEL_TRAINING = "?workflowType=machine_learning"
@@ -117,9 +118,7 @@ def find_chromium() -> str | None:
 @contextmanager
 def mlflow_ui(tracking_uri: str, timeout_s: float = 300.0) -> Iterator[str]:
     """`mlflow ui` on `tracking_uri` at a free local port; yields its base URL, stops it on the way out."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = free_port()
     command = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", tracking_uri,
                "--host", "127.0.0.1", "--port", str(port), "--workers", "1"]  # fmt: skip
     environment = {**os.environ, "MLFLOW_DISABLE_TELEMETRY": "true"}
