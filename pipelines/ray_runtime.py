@@ -3,7 +3,8 @@
 1. `--address` given (`auto` for the cluster `ray start` left on this host, `HOST:6379`, `ray://HOST:10001`):
    connect there.
 2. Else RAY_ADDRESS, which Ray gives a job's driver (`drsta submit`, `ray job submit`): connect there.
-3. Else start a private local Ray for this command; it stops with the command.
+3. Else start a private local Ray for this command; it stops with the command. It keeps idle worker processes
+   for a minute (IDLE_WORKER_KILLING), so that each epoch's decode tasks find the last epoch's processes.
 
 The commands that train (train, tune, benchmark, demo) connect through `init_ray`, which gives a private Ray room
 for their workers and their data stream.
@@ -42,6 +43,12 @@ SETTLE_TIMEOUT_S = 600  # unpacking a working_dir on a busy node; Ray's own runt
 # Ray Train gives a worker group 60 s to start; on a small, busy machine (several trials' workers importing
 # torch at once) that is not enough and the run fails with WorkerGroupStartupTimeoutError.
 WORKER_START_TIMEOUT = "RAY_TRAIN_WORKER_GROUP_START_TIMEOUT_S"
+# Ray kills a worker process idle for 1 s once a node has more workers than CPUs, which a node running training
+# workers always has: every epoch's decode tasks then start new processes (torch and decord imported again, about
+# 3.5 s an epoch on a 2-core machine, more than the epoch itself at the tiny scale). Idle for a minute instead,
+# the decoders of one epoch decode the next (benchmarks/tune.py).
+IDLE_WORKER_KILLING = "RAY_idle_worker_killing_time_threshold_ms"
+KEEP_IDLE_WORKERS_MS = "60000"
 
 _pinned_api_server: str | None = None  # the RAY_API_SERVER_ADDRESS this process set for its private Ray
 _unpinned_api_server: str | None = None  # what RAY_API_SERVER_ADDRESS was before that
@@ -81,7 +88,7 @@ def connect(
         _connected_here = True
         settle_working_dir(working_dir)
         return
-    for key, value in (local_env or {}).items():
+    for key, value in ({IDLE_WORKER_KILLING: KEEP_IDLE_WORKERS_MS} | (local_env or {})).items():
         os.environ.setdefault(key, value)
     port = _free_port()
     _pinned_api_server = f"http://127.0.0.1:{port}"

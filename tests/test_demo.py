@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 from drsta.resources import SPACE_DIR
 from pipelines import cli
@@ -17,13 +18,19 @@ SMOKE = SPACE_DIR / "smoke.yaml"
 
 @pytest.mark.integration
 def test_demo_runs_the_main_job_end_to_end(tmp_path):
+    # The smoke space made smaller (sweeps themselves are tested in test_tune): 2 trials of 2 epochs.
+    space = yaml.safe_load(SMOKE.read_text())
+    space |= {"base_config": str((SMOKE.parent / space["base_config"]).resolve()), "num_samples": 2}
+    space["overrides"] |= {"optim.epochs": 2}
+    space_path = tmp_path / "space.yaml"
+    space_path.write_text(yaml.safe_dump(space))
     out = tmp_path / "demo"
-    done = subprocess.run([SCRIPT, "demo", "--out", str(out), "--space", str(SMOKE), "--train-ids", "6",
+    done = subprocess.run([SCRIPT, "demo", "--out", str(out), "--space", str(space_path), "--train-ids", "6",
                            "--test-ids", "4"], capture_output=True, text=True, timeout=1200)  # fmt: skip
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     table = (out / "results.md").read_text()
     rows = [line for line in table.splitlines() if re.match(r"\| [0-9a-f]{5}_\d{5} \|", line)]
-    assert len(rows) == 4 and sum(row.endswith("| best |") for row in rows) == 1, table
+    assert len(rows) == 2 and sum(row.endswith("| best |") for row in rows) == 1, table
     assert "champion: models:/drsta/1" in table and "re-evaluated: rank-1" in table
     claims = table[table.index("the paper's claims, measured on the champion") :]
     measured = set(re.findall(r"^\| (val/\w+) \| \d", claims, flags=re.MULTILINE))

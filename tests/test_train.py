@@ -1,5 +1,6 @@
 """Distributed training on a real multi-node Ray cluster: learning, MLflow, the registry, resume, node loss."""
 
+import io
 import threading
 import time
 from pathlib import Path
@@ -10,6 +11,8 @@ import torch
 from ray.util.state import list_actors
 
 from drsta.config import ExperimentConfig
+from drsta.model import build_model
+from drsta.model.export import export_model
 from pipelines.evaluate import checkpoint_program, evaluate_program, evaluate_with_claims, registered_program
 from pipelines.tracking import load_registered
 from pipelines.train import SCORE, load_trained_model, train
@@ -45,16 +48,26 @@ def config(manifest: Path, tmp_path: Path, name: str, **overrides) -> Experiment
 
 @pytest.fixture(scope="module")
 def untrained_map(manifest, tmp_path_factory) -> float:
-    """mAP of the tiny model as initialised (one epoch at a learning rate of 1e-9)."""
-    tmp_path = tmp_path_factory.mktemp("untrained")
-    cfg = config(manifest, tmp_path, "untrained", **{"optim.epochs": 1, "optim.lr": 1e-9, "train.eval_every": 1,
-                                                     "train.registered_model": None})  # fmt: skip
-    return train(cfg)["metrics"][SCORE]
+    """mAP of the tiny model as training initialises it (its model seed), evaluated as `drsta evaluate` does."""
+    cfg = config(manifest, tmp_path_factory.mktemp("untrained"), "untrained")
+    torch.manual_seed(cfg.train.model_seed)
+    model = build_model(cfg.model).eval()
+    example = torch.rand(1, cfg.model.num_frames, 3, cfg.input.height, cfg.input.width)
+    buffer = io.BytesIO()
+    torch.export.save(export_model(model, example), buffer)
+    return evaluate_program(buffer.getvalue(), cfg, manifest).mAP
 
 
-def test_two_workers_learn_log_to_mlflow_and_register_a_loadable_model(manifest, tmp_path, untrained_map):
+@pytest.fixture(scope="module")
+def learned(manifest, tmp_path_factory) -> tuple[ExperimentConfig, dict, Path]:
+    """A 6-epoch run of two workers: its config, its outcome and its directory."""
+    tmp_path = tmp_path_factory.mktemp("learn")
     cfg = config(manifest, tmp_path, "learn")
-    outcome = train(cfg)
+    return cfg, train(cfg), tmp_path
+
+
+def test_two_workers_learn_log_to_mlflow_and_register_a_loadable_model(manifest, learned, untrained_map):
+    cfg, outcome, tmp_path = learned
     client = mlflow.MlflowClient(cfg.train.tracking_uri)
     run = client.get_run(outcome["mlflow_run_id"])
     losses = [m.value for m in client.get_metric_history(run.info.run_id, "train/loss")]
@@ -91,13 +104,13 @@ def test_two_workers_learn_log_to_mlflow_and_register_a_loadable_model(manifest,
     assert evaluate_program(program_bytes, model_cfg, manifest, actors=2).mAP == pytest.approx(max(maps), abs=1e-4)
 
 
-def test_resumed_run_matches_an_uninterrupted_one(manifest, tmp_path):
-    straight = train(config(manifest, tmp_path, "straight", **{"optim.epochs": 4, "train.registered_model": None}))
-    first = config(manifest, tmp_path, "stopped", **{"optim.epochs": 2, "train.registered_model": None})
+def test_resumed_run_matches_an_uninterrupted_one(manifest, tmp_path, learned):
+    _, straight, _ = learned  # 6 epochs without a stop
+    first = config(manifest, tmp_path, "stopped", **{"optim.epochs": 3, "train.registered_model": None})
     train(first)
     with pytest.raises(ValueError, match="--resume"):
         train(first)
-    resumed = train(first.with_overrides({"optim.epochs": 4}), resume=True)
+    resumed = train(first.with_overrides({"optim.epochs": 6}), resume=True)
     for key in ("train/loss", SCORE):
         assert resumed["metrics"][key] == pytest.approx(straight["metrics"][key], rel=1e-4), key
     client = mlflow.MlflowClient(first.train.tracking_uri)
