@@ -121,8 +121,11 @@ def test_a_sweep_killed_half_way_resumes_and_runs_every_trial_exactly_once(manif
     storage = tmp_path / "ray_results"
     # No early stops here (grace period = every epoch), so a trial part-way at the kill was surely running.
     space = yaml.safe_load(SMOKE.read_text())
-    space |= {"base_config": str((SMOKE.parent / space["base_config"]).resolve()), "scheduler": {"grace_period": 3},
-              "num_samples": 3}
+    space |= {
+        "base_config": str((SMOKE.parent / space["base_config"]).resolve()),
+        "scheduler": {"grace_period": 3},
+        "num_samples": 3,
+    }
     space_path = tmp_path / "space.yaml"
     space_path.write_text(yaml.safe_dump(space))
     command = [sys.executable, "-m", "pipelines.tune", "--space", str(space_path), "--manifest", str(manifest),
