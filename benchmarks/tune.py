@@ -5,7 +5,9 @@
 Without --manifest a small synthetic set is generated and ingested first. "Bare" is the time the workers
 spend inside epochs (training and evaluation: the `time/epoch_s` every run logs); everything else in a run's
 wall time is overhead: worker processes and their imports, the process group, data-stream set-up,
-checkpoints, reports, MLflow, and for Tune the trial actor, the searcher and the scheduler. A plain
+checkpoints, reports, MLflow, and for Tune the trial actor, the searcher and the scheduler. "First step" is the
+time from the driver's `fit` to the workers' first training step (`time/first_step_s`), "checkpoint" rank 0's
+checkpoint save and report per epoch (`time/checkpoint_s`). A plain
 `drsta train` run and a sequential sweep (one trial at a time, no early stopping) of the same base config are
 measured on one local Ray started once (its start-up is not counted).
 """
@@ -23,7 +25,7 @@ import ray
 from drsta.data.synthetic import SyntheticSpec, generate
 from pipelines.ingest import ingest
 from pipelines.ray_runtime import init_ray
-from pipelines.train import train
+from pipelines.train import CHECKPOINT_TIME, FIRST_STEP, train
 from pipelines.tune import load_space, sweep
 
 EPOCH_TIME = "time/epoch_s"
@@ -31,6 +33,16 @@ EPOCH_TIME = "time/epoch_s"
 
 def bare_seconds(client: mlflow.MlflowClient, run_id: str) -> float:
     return sum(metric.value for metric in client.get_metric_history(run_id, EPOCH_TIME))
+
+
+def first_step_seconds(client: mlflow.MlflowClient, run_id: str) -> float:
+    return client.get_metric_history(run_id, FIRST_STEP)[0].value
+
+
+def checkpoint_seconds(client: mlflow.MlflowClient, run_id: str) -> float:
+    """Mean seconds per epoch of checkpoint save and report."""
+    history = client.get_metric_history(run_id, CHECKPOINT_TIME)
+    return sum(metric.value for metric in history) / len(history)
 
 
 def main() -> None:
@@ -69,20 +81,29 @@ def main() -> None:
             ray.shutdown()
         client = mlflow.MlflowClient(uri)
         train_bare = bare_seconds(client, run["mlflow_run_id"])
+        train_first = first_step_seconds(client, run["mlflow_run_id"])
+        train_checkpoint = checkpoint_seconds(client, run["mlflow_run_id"])
         experiment = client.get_experiment_by_name(base.train.experiment).experiment_id
         parent = client.search_runs([experiment], "tags.drsta_sweep = 'bench'")[0]
         trials = client.search_runs([experiment], f"tags.mlflow.parentRunId = '{parent.info.run_id}'")
         trial_bare = sum(bare_seconds(client, trial.info.run_id) for trial in trials) / len(trials)
         trial_wall = sweep_wall / len(trials)
+        trial_first = sum(first_step_seconds(client, trial.info.run_id) for trial in trials) / len(trials)
+        trial_checkpoint = sum(checkpoint_seconds(client, trial.info.run_id) for trial in trials) / len(trials)
 
     print(
         f"\n{args.space}: {base.model.backbone} trunk, {base.input.height}×{base.input.width}, "
         f"{base.train.num_workers} workers, {args.epochs} epochs per run, {len(trials)} trials, CPU"
     )
-    print("| per run | wall (s) | bare epochs (s) | overhead (s) | wall / bare |\n|---|---|---|---|---|")
-    for name, wall, bare in (("Ray Train run (drsta train)", train_wall, train_bare),
-                             ("Tune trial (sequential sweep)", trial_wall, trial_bare)):  # fmt: skip
-        print(f"| {name} | {wall:.1f} | {bare:.1f} | {wall - bare:.1f} | {wall / bare:.2f}× |")
+    print("| per run | wall (s) | bare epochs (s) | overhead (s) | wall / bare | first step (s) | checkpoint (s/ep) |")
+    print("|---|---|---|---|---|---|---|")
+    rows = (("Ray Train run (drsta train)", train_wall, train_bare, train_first, train_checkpoint),
+            ("Tune trial (sequential sweep)", trial_wall, trial_bare, trial_first, trial_checkpoint))  # fmt: skip
+    for name, wall, bare, first, checkpoint in rows:
+        print(
+            f"| {name} | {wall:.1f} | {bare:.1f} | {wall - bare:.1f} | {wall / bare:.2f}× | {first:.1f} "
+            f"| {checkpoint:.2f} |"
+        )
     print(
         f"Tune's own share per trial: {trial_wall - trial_bare - (train_wall - train_bare):.1f} s "
         f"(the sweep's wall includes its MLflow parent run and the figure at the end)"

@@ -61,15 +61,18 @@ from pipelines.tracking import RunTracker, log_model, monitor_system
 SCORE = "val/mAP"
 EPOCHS_DONE = "epochs_done"  # reported with every epoch: Tune's time axis, unchanged when a run resumes
 TRACKING_FAILURES = "tracking/failures"  # rank 0's tracking calls lost so far, reported with every epoch
+CHECKPOINT_TIME = "time/checkpoint_s"  # rank 0's checkpoint save and report (upload) of each epoch
+FIRST_STEP = "time/first_step_s"  # driver's fit → the worker group's first step (each start: restarts count from fit)
 FIGURE_CANDIDATES = 50  # query clips searched for degraded frames to draw (their ground truth is looked up)
 
 
 class TrainLoop:
     """One worker's side of a run: symmetric train_epoch / validate, save_checkpoint / load_checkpoint."""
 
-    def __init__(self, cfg: ExperimentConfig, mlflow_run_id: str | None) -> None:
+    def __init__(self, cfg: ExperimentConfig, mlflow_run_id: str | None, fit_started: float | None = None) -> None:
         quiet_ray_loggers()  # Ray Train's and Ray Data's INFO lines in this worker, unless drsta --verbose
         self.cfg = cfg
+        self.fit_started = fit_started  # time.time() on the driver, when it started this run's trainer
         context = ray.train.get_context()
         self.rank, self.world_size = context.get_world_rank(), context.get_world_size()
         self.device = ray.train.torch.get_device()
@@ -141,12 +144,15 @@ class TrainLoop:
             if self.rank == 0:
                 per_epoch = (time.perf_counter() - run_start) / (epoch + 1 - self.start_epoch)
                 print(epoch_line(epoch, epochs, reported, per_epoch * (epochs - epoch - 1)), flush=True)
+            start = time.perf_counter()
             with tempfile.TemporaryDirectory() as directory:
                 checkpoint = None
                 if self.rank == 0:
                     self.save_checkpoint(Path(directory), epoch)
                     checkpoint = ray.train.Checkpoint.from_directory(directory)
                 ray.train.report(reported, checkpoint=checkpoint)
+            if self.tracker and epoch not in self.logged_epochs:
+                self.tracker.log_metrics({CHECKPOINT_TIME: time.perf_counter() - start}, step=epoch)
 
     def train_epoch(self, epoch: int) -> dict[str, float]:
         self.model.train()
@@ -155,7 +161,7 @@ class TrainLoop:
                               self.rank, self.world_size)  # fmt: skip
         batches = ValidBatches(stream, self.cfg.data.batch_size_per_worker, fill=True)
         sums: dict[str, float] = defaultdict(float)
-        steps, clips, start = 0, 0, time.perf_counter()
+        steps, clips, start, first_step = 0, 0, time.perf_counter(), None
         for batch in batches:
             inputs = clips_to_input(batch["clip"], self.device)
             labels = torch.as_tensor(batch["label"], device=self.device)
@@ -167,6 +173,8 @@ class TrainLoop:
             for name, value in parts.items():
                 sums[name] += float(value)
             steps, clips = steps + 1, clips + len(labels)
+            if self.fit_started is not None:
+                first_step, self.fit_started = time.time() - self.fit_started, None
         elapsed = time.perf_counter() - start
         totals = self._sum_over_workers([*sums.values(), steps, clips, len(batches.skipped)])
         *values, steps, clips, skipped = totals
@@ -174,6 +182,8 @@ class TrainLoop:
         metrics["train/lr"] = self.optimizer.param_groups[-1]["lr"]
         metrics["data/clips_per_s"] = clips / elapsed
         metrics["data/skipped_clips"] = skipped
+        if first_step is not None:
+            metrics[FIRST_STEP] = first_step
         return metrics
 
     def validate(self, final: bool) -> dict[str, float]:
@@ -272,7 +282,7 @@ class TrainLoop:
 def train_fn_per_worker(config: dict[str, Any]) -> None:
     """Ray Train's per-worker entry point: the only place a raw dict becomes a typed config."""
     cfg = ExperimentConfig.from_dict(config["config"])
-    TrainLoop(cfg, config.get("mlflow_run_id")).run()
+    TrainLoop(cfg, config.get("mlflow_run_id"), config.get("fit_started")).run()
 
 
 def build_trainer(cfg: ExperimentConfig, mlflow_run_id: str | None, callbacks: list | None = None) -> TorchTrainer:
@@ -281,7 +291,7 @@ def build_trainer(cfg: ExperimentConfig, mlflow_run_id: str | None, callbacks: l
     resources = {"CPU": cfg.train.cpus_per_worker} | ({"GPU": 1} if cfg.train.use_gpu else {})
     return TorchTrainer(
         train_fn_per_worker,
-        train_loop_config={"config": cfg.to_dict(), "mlflow_run_id": mlflow_run_id},
+        train_loop_config={"config": cfg.to_dict(), "mlflow_run_id": mlflow_run_id, "fit_started": time.time()},
         scaling_config=ScalingConfig(
             num_workers=cfg.train.num_workers, use_gpu=cfg.train.use_gpu, resources_per_worker=resources
         ),

@@ -96,7 +96,7 @@ def build_tuner(space: SearchSpace, base: ExperimentConfig, sweep: str, parent_r
         "params": {key: tune_distribution(d, grid) for key, d in space.params.items()},
         "bundles": space.bundles,
     }
-    trials_path = str(Path(base.train.storage_path) / TRIALS_DIR)
+    trials_path = f"{base.train.storage_path}/{TRIALS_DIR}"  # a local path or a URI (s3://...)
     callbacks = [ReleaseLeakedPlacementGroups(), TrialLines(list(space.params), base.optim.epochs)]
     # Tune's own status table only with drsta --verbose; otherwise a line per trial result (TrialLines).
     run_config = ray.tune.RunConfig(name=sweep, storage_path=trials_path, callbacks=callbacks,
@@ -147,15 +147,16 @@ def sweep(
     """
     space, base = load_space(space_path, settings)
     base = resolve_paths(base.with_overrides({"data.manifest": str(manifest)} | (overrides or {})))
-    trials_path = Path(base.train.storage_path) / TRIALS_DIR / name
-    if trials_path.exists() and not resume:
-        raise ValueError(f"sweep {name!r} already exists in {trials_path.parent}: pass --resume or another --name")
-    if resume and not ray.tune.Tuner.can_restore(str(trials_path)):
-        raise ValueError(f"nothing to resume: no sweep {name!r} in {trials_path.parent}")
+    trials = TrainingRun(f"{base.train.storage_path}/{TRIALS_DIR}", name)  # Tune's directory, like a run's
+    trials_path = f"{trials.storage_path}/{name}"
+    if trials.has_directory() and not resume:
+        raise ValueError(f"sweep {name!r} already exists in {trials.storage_path}: pass --resume or another --name")
+    if resume and not ray.tune.Tuner.can_restore(trials_path):
+        raise ValueError(f"nothing to resume: no sweep {name!r} in {trials.storage_path}")
     parent = parent_run(base, name, space_path, space)
     if resume:
         release_leaked_placement_groups()  # what a killed driver may have left reserved
-        tuner = ray.tune.Tuner.restore(str(trials_path), ray.tune.with_resources(trial, TRIAL_DRIVER),
+        tuner = ray.tune.Tuner.restore(trials_path, ray.tune.with_resources(trial, TRIAL_DRIVER),
                                        resume_unfinished=True, resume_errored=True)  # fmt: skip
     else:
         tuner = build_tuner(space, base, name, parent.info.run_id)

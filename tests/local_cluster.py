@@ -128,7 +128,11 @@ def local_ray_cluster(
 
 @contextmanager
 def mlflow_server(
-    state_dir: Path, timeout_s: int = 90, basic_auth: bool = False, outputs: list[str] | None = None
+    state_dir: Path,
+    timeout_s: int = 90,
+    basic_auth: bool = False,
+    outputs: list[str] | None = None,
+    artifacts: str | None = None,
 ) -> Iterator[str]:
     """An MLflow tracking server on 127.0.0.1 (SQLite store and served artifacts in state_dir); its http URI.
 
@@ -138,6 +142,7 @@ def mlflow_server(
         timeout_s: how long the start-up may take.
         basic_auth: run MLflow's basic-auth app; `mlflow_credentials(state_dir)` then gives the admin's.
         outputs: if given, gets everything the script printed (up, then down once the context exits).
+        artifacts: where the server stores artifacts (default: state_dir/artifacts), e.g. s3://bucket/prefix.
     """
     port = free_port()
     args = ["--dir", str(state_dir)]
@@ -145,6 +150,7 @@ def mlflow_server(
     printed = [] if outputs is None else outputs
     try:
         up = ["up", *args, "--port", str(port), "--timeout", str(timeout_s), "--auth", auth]
+        up += ["--artifacts", artifacts] if artifacts else []
         printed.append(run_script("mlflow.sh", up, state_dir, timeout_s + 30))
         yield f"http://127.0.0.1:{port}"
     finally:

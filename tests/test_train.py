@@ -15,7 +15,7 @@ from drsta.model import build_model
 from drsta.model.export import export_model
 from pipelines.evaluate import checkpoint_program, evaluate_program, evaluate_with_claims, registered_program
 from pipelines.tracking import load_registered
-from pipelines.train import SCORE, load_trained_model, train
+from pipelines.train import FIRST_STEP, SCORE, load_trained_model, train
 
 pytestmark = pytest.mark.integration
 CLAIM_KEYS = {"val/attn_foreground", "val/attn_part_specificity", "val/attn_distinct_parts",
@@ -74,6 +74,8 @@ def test_two_workers_learn_log_to_mlflow_and_register_a_loadable_model(manifest,
     maps = [m.value for m in client.get_metric_history(run.info.run_id, SCORE)]
     assert len(losses) == 6 and losses[-1] < losses[0]
     assert len(maps) == 2 and maps[-1] > untrained_map + 0.08, (maps, untrained_map)
+    first_step = client.get_metric_history(run.info.run_id, FIRST_STEP)  # once, at the first epoch
+    assert [m.step for m in first_step] == [0] and 0 < first_step[0].value < 600
     assert run.data.params["model.num_attention_models"] == "3" and run.data.params["train.num_workers"] == "2"
     for key in ("train/diversity", "train/hellinger", "train/lr", "data/clips_per_s", "val/rank1", "val/rank20",
                 "system/cpu_utilization_percentage", "system/system_memory_usage_megabytes"):  # fmt: skip

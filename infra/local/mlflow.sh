@@ -2,7 +2,7 @@
 # An MLflow tracking server on this machine, for a local Ray cluster (infra/local/cluster.sh) or tests.
 #
 #   infra/local/mlflow.sh up     [--backend sqlite|postgresql] [--auth none|basic] [--port 5000] [--timeout S]
-#                                [--dir DIR]
+#                                [--artifacts DEST] [--dir DIR]
 #   infra/local/mlflow.sh status --dir DIR
 #   infra/local/mlflow.sh down   --dir DIR
 #
@@ -10,7 +10,9 @@
 # named by $MLFLOW_BACKEND_STORE_URI (postgresql://user:password@host:5432/db, psycopg2 installed) with
 # --backend postgresql. The store URI reaches the server through its environment, never its command line (which
 # `ps` shows to every user), and is never printed. Clients upload artifacts through the server
-# (--serve-artifacts), which stores them under DIR/artifacts. Point drsta at it with
+# (--serve-artifacts), which stores them under DIR/artifacts, or at --artifacts DEST (s3://bucket/prefix: the
+# server then needs AWS credentials in its environment, and AWS_ENDPOINT_URL for an S3-compatible store; clients
+# need none). Point drsta at it with
 # `--tracking-uri http://127.0.0.1:PORT`.
 # DIR is private: without --dir, `up` makes a new one (mktemp -d) and prints it. A --dir must be a directory of
 # yours with mode 700 (a missing one is created so), not a symbolic link, in directories that no one else can
@@ -42,7 +44,8 @@ source "$here/common.sh"
 usage() { # MESSAGE: what was wrong with the arguments
   echo "${0##*/}: error: $*" >&2
   cat >&2 <<EOF
-usage: $0 up     [--backend sqlite|postgresql] [--auth none|basic] [--port 5000] [--timeout S] [--dir DIR]
+usage: $0 up     [--backend sqlite|postgresql] [--auth none|basic] [--port 5000] [--timeout S]
+                 [--artifacts DEST] [--dir DIR]
        $0 status --dir DIR
        $0 down   --dir DIR
 EOF
@@ -53,7 +56,7 @@ command=${1:-}
 [[ -n $command ]] || usage "missing command: up, status or down"
 [[ $command =~ ^(up|status|down)$ ]] || usage "unknown command '$command': use up, status or down"
 shift
-backend=sqlite auth=none port=5000 timeout=60 dir=
+backend=sqlite auth=none port=5000 timeout=60 dir='' artifacts=''
 while [[ $# -gt 0 ]]; do
   [[ $# -ge 2 ]] || usage "$1 needs a value"
   case $1 in
@@ -61,6 +64,7 @@ while [[ $# -gt 0 ]]; do
     --auth) auth=$2 ;;
     --port) port=$2 ;;
     --timeout) timeout=$2 ;;
+    --artifacts) artifacts=$2 ;;
     --dir) dir=$2 ;;
     *) usage "unknown option $1" ;;
   esac
@@ -80,6 +84,7 @@ fi
 dir=$(private_dir "$dir" "$([[ $command != up ]] || echo create)")
 pid_file=$dir/mlflow.pid
 password_file=$dir/admin_password
+artifacts=${artifacts:-$dir/artifacts}
 
 mlflow_bin=${MLFLOW:-mlflow}
 command -v "$mlflow_bin" >/dev/null ||
@@ -131,7 +136,7 @@ serve() {
       MLFLOW_FLASK_SERVER_SECRET_KEY=$secret_key
   fi
   exec setsid "$mlflow_bin" server "${app[@]}" --host 127.0.0.1 --port "$port" --workers 1 --serve-artifacts \
-    --artifacts-destination "$dir/artifacts"
+    --artifacts-destination "$artifacts"
 }
 
 up() {
@@ -147,12 +152,13 @@ up() {
   [[ $auth == none ]] || prepare_basic_auth
   need_free_port "$python" "$port" --port
   echo "$port" >"$dir/port"
+  echo "$artifacts" >"$dir/artifacts_destination"  # `down` finds the server by it
   (serve) >"$dir/mlflow.log" 2>&1 </dev/null &
   pid=$!
   echo "$pid" >"$pid_file"
   for ((waited = 0; waited < timeout * 2; waited++)); do
     if healthy; then
-      echo "MLflow server up at $(url) (backend $backend, artifacts in $dir/artifacts, log $dir/mlflow.log)"
+      echo "MLflow server up at $(url) (backend $backend, artifacts in $artifacts, log $dir/mlflow.log)"
       if [[ $auth == basic ]]; then
         echo "basic auth: user admin, password in $password_file (mode 600: keep it so, never print it); clients:"
         echo "  export MLFLOW_TRACKING_USERNAME=admin MLFLOW_TRACKING_PASSWORD=\"\$(cat $password_file)\""
@@ -184,7 +190,8 @@ down() {
     return 0
   fi
   pid=$(read_int "$pid_file" PID) || exit 1
-  stop_sessions "--artifacts-destination $dir/artifacts" 30 "$pid"
+  artifacts=$(<"$dir/artifacts_destination")
+  stop_sessions "--artifacts-destination $artifacts" 30 "$pid"
   rm -f "$pid_file"
   echo "MLflow server from $dir stopped"
 }
