@@ -3,8 +3,8 @@
 1. `--address` given (`auto` for the cluster `ray start` left on this host, `HOST:6379`, `ray://HOST:10001`):
    connect there.
 2. Else RAY_ADDRESS, which Ray gives a job's driver (`drsta submit`, `ray job submit`): connect there.
-3. Else start a private local Ray for this command; it stops with the command. It keeps idle worker processes
-   for a minute (IDLE_WORKER_KILLING), so that each epoch's decode tasks find the last epoch's processes.
+3. Else start a private local Ray for this command; it stops with the command. It starts with LOCAL_RAY_ENV:
+   idle worker processes kept a minute, Ray Train's controller polling every 0.5 s.
 
 The commands that train (train, tune, benchmark, demo) connect through `init_ray`, which gives a private Ray room
 for their workers and their data stream.
@@ -43,12 +43,15 @@ SETTLE_TIMEOUT_S = 600  # unpacking a working_dir on a busy node; Ray's own runt
 # Ray Train gives a worker group 60 s to start; on a small, busy machine (several trials' workers importing
 # torch at once) that is not enough and the run fails with WorkerGroupStartupTimeoutError.
 WORKER_START_TIMEOUT = "RAY_TRAIN_WORKER_GROUP_START_TIMEOUT_S"
-# Ray kills a worker process idle for 1 s once a node has more workers than CPUs, which a node running training
-# workers always has: every epoch's decode tasks then start new processes (torch and decord imported again, about
-# 3.5 s an epoch on a 2-core machine, more than the epoch itself at the tiny scale). Idle for a minute instead,
-# the decoders of one epoch decode the next (benchmarks/tune.py).
-IDLE_WORKER_KILLING = "RAY_idle_worker_killing_time_threshold_ms"
-KEEP_IDLE_WORKERS_MS = "60000"
+# The environment a private Ray starts with (a variable already set wins); also the test cluster's and
+# infra/local/cluster.sh's. Measured with benchmarks/tune.py on a 2-core machine:
+# - Ray kills a worker process idle for 1 s once a node has more workers than CPUs, which a node running training
+#   workers always has: every epoch's decode tasks then start new processes (torch and decord imported again,
+#   3.5 s an epoch, more than the epoch itself at the tiny scale). Idle for a minute instead, the decoders of one
+#   epoch decode the next.
+# - Ray Train's controller takes each worker's reports one per poll, every 2 s: epochs shorter than that wait for
+#   it. Every 0.5 s instead.
+LOCAL_RAY_ENV = {"RAY_idle_worker_killing_time_threshold_ms": "60000", "RAY_TRAIN_HEALTH_CHECK_INTERVAL_S": "0.5"}
 
 _pinned_api_server: str | None = None  # the RAY_API_SERVER_ADDRESS this process set for its private Ray
 _unpinned_api_server: str | None = None  # what RAY_API_SERVER_ADDRESS was before that
@@ -88,7 +91,7 @@ def connect(
         _connected_here = True
         settle_working_dir(working_dir)
         return
-    for key, value in ({IDLE_WORKER_KILLING: KEEP_IDLE_WORKERS_MS} | (local_env or {})).items():
+    for key, value in (LOCAL_RAY_ENV | (local_env or {})).items():
         os.environ.setdefault(key, value)
     port = _free_port()
     _pinned_api_server = f"http://127.0.0.1:{port}"

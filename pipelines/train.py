@@ -22,7 +22,7 @@ import ray.train.torch
 import torch
 import torch.distributed as dist
 from mlflow.system_metrics.system_metrics_monitor import SystemMetricsMonitor
-from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
+from ray.train import CheckpointConfig, CheckpointUploadMode, FailureConfig, RunConfig, ScalingConfig
 from ray.train.torch import TorchTrainer
 
 from drsta import viz
@@ -61,7 +61,7 @@ from pipelines.tracking import RunTracker, log_model, monitor_system
 SCORE = "val/mAP"
 EPOCHS_DONE = "epochs_done"  # reported with every epoch: Tune's time axis, unchanged when a run resumes
 TRACKING_FAILURES = "tracking/failures"  # rank 0's tracking calls lost so far, reported with every epoch
-CHECKPOINT_TIME = "time/checkpoint_s"  # rank 0's checkpoint save and report (upload) of each epoch
+CHECKPOINT_TIME = "time/checkpoint_s"  # rank 0's checkpoint save and report of each epoch (uploads in the background)
 FIRST_STEP = "time/first_step_s"  # driver's fit → the worker group's first step (each start: restarts count from fit)
 FIGURE_CANDIDATES = 50  # query clips searched for degraded frames to draw (their ground truth is looked up)
 
@@ -145,12 +145,15 @@ class TrainLoop:
                 per_epoch = (time.perf_counter() - run_start) / (epoch + 1 - self.start_epoch)
                 print(epoch_line(epoch, epochs, reported, per_epoch * (epochs - epoch - 1)), flush=True)
             start = time.perf_counter()
-            with tempfile.TemporaryDirectory() as directory:
-                checkpoint = None
-                if self.rank == 0:
-                    self.save_checkpoint(Path(directory), epoch)
-                    checkpoint = ray.train.Checkpoint.from_directory(directory)
-                ray.train.report(reported, checkpoint=checkpoint)
+            checkpoint = None
+            if self.rank == 0:
+                directory = tempfile.mkdtemp(prefix="drsta-checkpoint-")  # Ray deletes it once uploaded
+                self.save_checkpoint(Path(directory), epoch)
+                checkpoint = ray.train.Checkpoint.from_directory(directory)
+            # Uploaded in the background while the next epoch trains, and handed to the controller in order (its
+            # poll every 2 s no longer holds up training); a worker lost before the upload ends resumes from the
+            # checkpoint before, and Ray waits for the last upload before the run ends.
+            ray.train.report(reported, checkpoint=checkpoint, checkpoint_upload_mode=CheckpointUploadMode.ASYNC)
             if self.tracker and epoch not in self.logged_epochs:
                 self.tracker.log_metrics({CHECKPOINT_TIME: time.perf_counter() - start}, step=epoch)
 

@@ -26,10 +26,11 @@ def ray_cluster():
     import ray
     from ray.cluster_utils import Cluster
 
-    from pipelines.ray_runtime import IDLE_WORKER_KILLING, KEEP_IDLE_WORKERS_MS
+    from pipelines.ray_runtime import LOCAL_RAY_ENV
 
     os.environ.setdefault("RAY_TRAIN_WORKER_GROUP_START_TIMEOUT_S", "600")  # a busy 2-core machine starts slowly
-    os.environ.setdefault(IDLE_WORKER_KILLING, KEEP_IDLE_WORKERS_MS)  # as a private Ray does (pipelines.ray_runtime)
+    for key, value in LOCAL_RAY_ENV.items():  # as a private Ray has them (pipelines.ray_runtime)
+        os.environ.setdefault(key, value)
     cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1})
     cluster.add_node(num_cpus=2)
     cluster.add_node(num_cpus=2)

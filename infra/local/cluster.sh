@@ -94,9 +94,10 @@ token_path=$state_dir/auth_token
 # The token comes from this file only: RAY_AUTH_TOKEN would take precedence over it.
 unset RAY_AUTH_TOKEN RAY_ADDRESS RAY_API_SERVER_ADDRESS
 export RAY_AUTH_MODE=token RAY_AUTH_TOKEN_PATH=$token_path RAY_USAGE_STATS_ENABLED=0
-# Idle worker processes live a minute, not a second: each epoch's decode tasks reuse the last epoch's
-# (pipelines/ray_runtime.py, IDLE_WORKER_KILLING).
+# As drsta's own local Ray (pipelines/ray_runtime.py, LOCAL_RAY_ENV): idle worker processes live a minute, so
+# each epoch's decode tasks reuse the last epoch's, and Ray Train's controller takes reports every 0.5 s.
 export RAY_idle_worker_killing_time_threshold_ms=${RAY_idle_worker_killing_time_threshold_ms:-60000}
+export RAY_TRAIN_HEALTH_CHECK_INTERVAL_S=${RAY_TRAIN_HEALTH_CHECK_INTERVAL_S:-0.5}
 
 # The `ray start --block` PIDs, from head.pid, worker-1.pid, ...
 leaders() {
