@@ -1,0 +1,54 @@
+"""benchmarks/scale.py: its MARS-shaped dataset is read by the MARS reader as MARS's split would be, scaled; its
+table shows each figure's growth."""
+
+import importlib.util
+import sys
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from drsta.data.datasets import mars
+
+SCRIPT = Path(__file__).parents[1] / "benchmarks" / "scale.py"
+
+
+def load_benchmark():
+    """benchmarks/scale.py (benchmarks/ is a folder of scripts, not a package)."""
+    spec = importlib.util.spec_from_file_location("scale_benchmark", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+scale = load_benchmark()
+
+
+def test_the_generated_set_is_mars_scaled_down_in_mars_layout(tmp_path):
+    frames = scale.generate_mars(tmp_path / "mars", fraction=128)
+    tracklets = mars.scan(tmp_path / "mars")
+    roles = Counter(t.role for t in tracklets)
+    assert roles == {"train": 8298 // 128, "query": 1980 // 128, "gallery": (1980 + 9330) // 128 - 1980 // 128}
+    assert sum(t.num_frames for t in tracklets) == frames and 16 * len(tracklets) <= frames <= 100 * len(tracklets)
+    assert len({t.pid for t in tracklets if t.role == "train"}) == 625 // 128
+    assert {t.camid for t in tracklets} == set(range(6))
+    # Every query's identity has gallery tracklets, in another camera.
+    gallery = {(t.pid, t.camid) for t in tracklets if t.role == "gallery"}
+    for query in (t for t in tracklets if t.role == "query"):
+        assert any(pid == query.pid and camid != query.camid for pid, camid in gallery), query.id
+    first = tracklets[0]
+    assert Path(first.frames[0]).is_symlink() and Path(first.frames[0]).resolve().is_file()
+
+
+def test_the_table_has_a_row_per_size_and_the_growth():
+    row = {key: 1.0 for key, _, _ in scale.COLUMNS}
+    lines = scale.table([row | {"fraction": 16}, {key: 16 * value for key, value in row.items()} | {"fraction": 1}])
+    assert lines[2].startswith("| 1/16 |") and lines[3].startswith("| 1/1 |")
+    assert lines[4].startswith("| growth 1/16 → 1/1 |") and lines[4].count("16.0×") == len(scale.COLUMNS)
+
+
+@pytest.mark.parametrize("fraction", [0, -4])
+def test_a_fraction_below_one_is_refused(tmp_path, fraction):
+    with pytest.raises(ValueError, match="fraction"):
+        scale.generate_mars(tmp_path / "mars", fraction)
