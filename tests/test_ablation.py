@@ -2,11 +2,8 @@
 from MLflow child runs made here in a temporary SQLite store (no training)."""
 
 import argparse
-import importlib.util
 import itertools
 import math
-import sys
-from pathlib import Path
 
 import mlflow
 import pytest
@@ -16,21 +13,12 @@ from drsta.config import ExperimentConfig
 from drsta.resources import CONFIG_DIR, SPACE_DIR
 from drsta.search_space import SearchSpace
 from pipelines.tracking import flatten_params
+from tests.benchmark_scripts import load_benchmark
 
-ROOT = Path(__file__).parents[1]
 SPACE = SPACE_DIR / "ablation.yaml"
 
 
-def load_benchmark():
-    """benchmarks/ablation.py (benchmarks/ is a folder of scripts, not a package)."""
-    spec = importlib.util.spec_from_file_location("ablation_benchmark", ROOT / "benchmarks" / "ablation.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up there
-    spec.loader.exec_module(module)
-    return module
-
-
-ablation = load_benchmark()
+ablation = load_benchmark("ablation")
 
 # variant -> (spatial pooling, K, temporal pooling, feature enhancement, λ, W learned)
 ROWS = {

@@ -1,22 +1,14 @@
 """benchmarks/claims_ceiling.py: the best foreground ratio and distinct-part count any map can reach on a grid."""
 
-import importlib.util
-import sys
-from pathlib import Path
-
 import numpy as np
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+from tests.benchmark_scripts import load_benchmark
 
 
 @pytest.fixture(scope="module")
 def ceiling():
-    spec = importlib.util.spec_from_file_location("claims_ceiling", ROOT / "benchmarks" / "claims_ceiling.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("claims_ceiling")
 
 
 def test_a_person_filling_one_of_two_cells_allows_twice_the_uniform_mass(ceiling):

@@ -1,7 +1,6 @@
 """benchmarks/gpu.py: the smoke run end to end on the CPU (every figure in its JSON), its FLOP count against the
 forward/backward rule of thumb, its peak table; the real run where there is a GPU."""
 
-import importlib.util
 import json
 import subprocess
 import sys
@@ -11,21 +10,13 @@ import pytest
 import torch
 
 from drsta.config import ExperimentConfig
+from tests.benchmark_scripts import load_benchmark
 
 ROOT = Path(__file__).parents[1]
 SCRIPT = ROOT / "benchmarks" / "gpu.py"
 
 
-def load_benchmark():
-    """benchmarks/gpu.py (benchmarks/ is a folder of scripts, not a package)."""
-    spec = importlib.util.spec_from_file_location("gpu_benchmark", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up there
-    spec.loader.exec_module(module)
-    return module
-
-
-gpu = load_benchmark()
+gpu = load_benchmark("gpu")
 
 
 def run_script(tmp_path: Path, *args: str, timeout: int) -> tuple[dict, str]:

@@ -1,28 +1,15 @@
 """benchmarks/scale.py: its MARS-shaped dataset is read by the MARS reader as MARS's split would be, scaled; its
 table shows each figure's growth."""
 
-import importlib.util
-import sys
 from collections import Counter
 from pathlib import Path
 
 import pytest
 
 from drsta.data.datasets import mars
+from tests.benchmark_scripts import load_benchmark
 
-SCRIPT = Path(__file__).parents[1] / "benchmarks" / "scale.py"
-
-
-def load_benchmark():
-    """benchmarks/scale.py (benchmarks/ is a folder of scripts, not a package)."""
-    spec = importlib.util.spec_from_file_location("scale_benchmark", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-scale = load_benchmark()
+scale = load_benchmark("scale")
 
 
 def test_the_generated_set_is_mars_scaled_down_in_mars_layout(tmp_path):
