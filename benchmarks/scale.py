@@ -19,7 +19,6 @@ Then each figure's growth from the smallest size to the largest, against the gro
 from __future__ import annotations
 
 import argparse
-import io
 import tempfile
 import threading
 import time
@@ -38,10 +37,9 @@ from drsta.data.datasets import READERS
 from drsta.data.manifest import fingerprint, read_manifest
 from drsta.data.plan import epoch_plan
 from drsta.model import build_model
-from drsta.model.export import export_model
 from drsta.ray.stream import ValidBatches, train_stream
 from drsta.resources import resolve_config
-from pipelines.evaluate import evaluate_program, registered_program
+from pipelines.evaluate import evaluate_program, model_program, registered_program
 from pipelines.ingest import ingest
 from pipelines.ray_runtime import connect, disconnect
 from pipelines.tracking import RunTracker, log_model
@@ -154,16 +152,14 @@ def measure(fraction: int, work: Path, cfg: ExperimentConfig) -> dict[str, float
         clips = sum(len(batch["id"]) for batch in batches)
     figures["stream_clips_per_s"] = clips / figures["stream"]
     torch.manual_seed(0)
-    model = build_model(cfg.model).eval()
-    example = torch.rand(1, num_frames, 3, *size)
-    buffer = io.BytesIO()
-    torch.export.save(export_model(model, example), buffer)
+    model = build_model(cfg.model)
     with timed("evaluate", figures, memory):
-        evaluate_program(buffer.getvalue(), cfg, manifest)
+        evaluate_program(model_program(model, cfg), cfg, manifest)
     uri = f"sqlite:///{work / 'mlflow.db'}"
     with timed("registry", figures, memory):
         tracker = RunTracker(uri, "scale", f"scale-1-{fraction}")
         tracker.start()
+        example = torch.rand(1, num_frames, 3, *size)
         version = log_model(tracker, model, example, cfg.to_dict(), {}, fingerprint(tracklets), registered_name="scale")
         tracker.end("FINISHED")
         registered_program(f"models:/scale/{version.version}", uri)

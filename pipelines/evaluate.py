@@ -109,10 +109,15 @@ def checkpoint_program(checkpoint_dir: Path) -> tuple[bytes, ExperimentConfig]:
     classifier = state["model"].get("classifier.weight")
     model = build_model(cfg.model, None if classifier is None else classifier.shape[0])
     model.load_state_dict(state["model"])
+    return model_program(model, cfg), cfg
+
+
+def model_program(model: torch.nn.Module, cfg: ExperimentConfig) -> bytes:
+    """`model` exported for `cfg`'s clips (`drsta.model.export`), as the `.pt2` bytes evaluation runs."""
     example = torch.rand(1, cfg.model.num_frames, 3, cfg.input.height, cfg.input.width)
     buffer = io.BytesIO()
     torch.export.save(export_model(model, example), buffer)
-    return buffer.getvalue(), cfg
+    return buffer.getvalue()
 
 
 def registered_program(model_uri: str, tracking_uri: str | None) -> tuple[bytes, ExperimentConfig]:

@@ -1,6 +1,5 @@
 """Distributed training on a real multi-node Ray cluster: learning, MLflow, the registry, resume, node loss."""
 
-import io
 import threading
 import time
 from pathlib import Path
@@ -12,8 +11,13 @@ from ray.util.state import list_actors
 
 from drsta.config import ExperimentConfig
 from drsta.model import build_model
-from drsta.model.export import export_model
-from pipelines.evaluate import checkpoint_program, evaluate_program, evaluate_with_claims, registered_program
+from pipelines.evaluate import (
+    checkpoint_program,
+    evaluate_program,
+    evaluate_with_claims,
+    model_program,
+    registered_program,
+)
 from pipelines.tracking import load_registered
 from pipelines.train import FIRST_STEP, SCORE, load_trained_model, train
 
@@ -51,11 +55,7 @@ def untrained_map(manifest, tmp_path_factory) -> float:
     """mAP of the tiny model as training initialises it (its model seed), evaluated as `drsta evaluate` does."""
     cfg = config(manifest, tmp_path_factory.mktemp("untrained"), "untrained")
     torch.manual_seed(cfg.train.model_seed)
-    model = build_model(cfg.model).eval()
-    example = torch.rand(1, cfg.model.num_frames, 3, cfg.input.height, cfg.input.width)
-    buffer = io.BytesIO()
-    torch.export.save(export_model(model, example), buffer)
-    return evaluate_program(buffer.getvalue(), cfg, manifest).mAP
+    return evaluate_program(model_program(build_model(cfg.model), cfg), cfg, manifest).mAP
 
 
 @pytest.fixture(scope="module")
