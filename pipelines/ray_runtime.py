@@ -40,18 +40,19 @@ DRSTA_JOB = "drsta"
 """Key of the job metadata that marks a Ray job as drsta's; its value is the drsta command (train, tune, ...)."""
 API_SERVER_VARIABLE = "RAY_API_SERVER_ADDRESS"
 SETTLE_TIMEOUT_S = 600  # unpacking a working_dir on a busy node; Ray's own runtime-env setup timeout is 600 s too
-# Ray Train gives a worker group 60 s to start; on a small, busy machine (several trials' workers importing
-# torch at once) that is not enough and the run fails with WorkerGroupStartupTimeoutError.
-WORKER_START_TIMEOUT = "RAY_TRAIN_WORKER_GROUP_START_TIMEOUT_S"
-# The environment a private Ray starts with (a variable already set wins); also the test cluster's and
-# infra/local/cluster.sh's. Measured with benchmarks/tune.py on a 2-core machine:
+# The environment a private Ray starts with (a variable already set wins); the test cluster's too, and
+# infra/local/cluster.sh sets the last two.
+# - Ray Train gives a worker group 60 s to start; on a small, busy machine (several trials' workers importing
+#   torch at once) that is not enough and the run fails with WorkerGroupStartupTimeoutError.
+# Measured with benchmarks/tune.py on a 2-core machine:
 # - Ray kills a worker process idle for 1 s once a node has more workers than CPUs, which a node running training
 #   workers always has: every epoch's decode tasks then start new processes (torch and decord imported again,
 #   3.5 s an epoch, more than the epoch itself at the tiny scale). Idle for a minute instead, the decoders of one
 #   epoch decode the next.
 # - Ray Train's controller takes each worker's reports one per poll, every 2 s: epochs shorter than that wait for
 #   it. Every 0.5 s instead.
-LOCAL_RAY_ENV = {"RAY_idle_worker_killing_time_threshold_ms": "60000", "RAY_TRAIN_HEALTH_CHECK_INTERVAL_S": "0.5"}
+LOCAL_RAY_ENV = {"RAY_TRAIN_WORKER_GROUP_START_TIMEOUT_S": "600", "RAY_idle_worker_killing_time_threshold_ms": "60000",
+                 "RAY_TRAIN_HEALTH_CHECK_INTERVAL_S": "0.5"}  # fmt: skip
 
 _pinned_api_server: str | None = None  # the RAY_API_SERVER_ADDRESS this process set for its private Ray
 _unpinned_api_server: str | None = None  # what RAY_API_SERVER_ADDRESS was before that
@@ -63,7 +64,6 @@ def connect(
     command: str,
     num_cpus: int = 0,
     log_to_driver: bool = True,
-    local_env: dict[str, str] | None = None,
 ) -> None:
     """Connect this command's driver to Ray: `address`, else RAY_ADDRESS, else a private local Ray.
 
@@ -76,7 +76,6 @@ def connect(
         command: the drsta command, recorded in the job's metadata.
         num_cpus: logical CPUs a private Ray needs at least; it gets max(this machine's CPUs, num_cpus).
         log_to_driver: print the workers' output here.
-        local_env: defaults for environment variables of a private Ray's processes (set before it starts).
     """
     global _pinned_api_server, _unpinned_api_server, _connected_here
     if ray.is_initialized():
@@ -91,8 +90,7 @@ def connect(
         _connected_here = True
         settle_working_dir(working_dir)
         return
-    for key, value in (LOCAL_RAY_ENV | (local_env or {})).items():
-        os.environ.setdefault(key, value)
+    set_local_ray_env()
     port = _free_port()
     _pinned_api_server = f"http://127.0.0.1:{port}"
     _unpinned_api_server = os.environ.get(API_SERVER_VARIABLE)
@@ -123,7 +121,13 @@ def init_ray(
     needed = int(concurrent_runs * cfg.train.num_workers * cfg.train.cpus_per_worker) + 2
     # A local Ray keeps its dashboard: it serves the State API that Ray Train uses to watch (and clean up after)
     # its runs.
-    connect(address, command, num_cpus=needed, log_to_driver=log_to_driver, local_env={WORKER_START_TIMEOUT: "600"})
+    connect(address, command, num_cpus=needed, log_to_driver=log_to_driver)
+
+
+def set_local_ray_env() -> None:
+    """LOCAL_RAY_ENV into this process's environment (a variable already set wins), for a Ray started here."""
+    for key, value in LOCAL_RAY_ENV.items():
+        os.environ.setdefault(key, value)
 
 
 def disconnect() -> None:

@@ -26,11 +26,9 @@ def ray_cluster():
     import ray
     from ray.cluster_utils import Cluster
 
-    from pipelines.ray_runtime import LOCAL_RAY_ENV
+    from pipelines.ray_runtime import set_local_ray_env
 
-    os.environ.setdefault("RAY_TRAIN_WORKER_GROUP_START_TIMEOUT_S", "600")  # a busy 2-core machine starts slowly
-    for key, value in LOCAL_RAY_ENV.items():  # as a private Ray has them (pipelines.ray_runtime)
-        os.environ.setdefault(key, value)
+    set_local_ray_env()  # as a private Ray has it: a longer worker-group start, idle workers kept, a faster poll
     cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1})
     cluster.add_node(num_cpus=2)
     cluster.add_node(num_cpus=2)
