@@ -44,8 +44,7 @@ class TrainingRun:
     @property
     def filesystem(self) -> tuple[pafs.FileSystem, str]:
         """The filesystem of storage_path, and the path on it: local, or a URI's (s3://, gs://, file://)."""
-        path = self.storage_path
-        return pafs.FileSystem.from_uri(path) if "://" in path else (pafs.LocalFileSystem(), path)
+        return storage_filesystem(self.storage_path)
 
     def started(self) -> bool:
         """Whether the run was started before: by its record or its Ray Train directory."""
@@ -53,8 +52,7 @@ class TrainingRun:
 
     def has_directory(self) -> bool:
         """Whether Ray Train made the run's directory (its checkpoints and results)."""
-        filesystem, root = self.filesystem
-        return _exists(filesystem, f"{root}/{self.name}")
+        return storage_exists(f"{self.storage_path}/{self.name}")
 
     def read_record(self) -> dict[str, Any]:
         """What the run keeps beside its checkpoints (its MLflow run id); empty if it has none yet."""
@@ -86,6 +84,16 @@ class TrainingRun:
     def mlflow_run_id(self) -> str | None:
         """The MLflow run id in the run's record; None before the run was first started."""
         return self.read_record().get("mlflow_run_id")
+
+
+def storage_filesystem(location: str) -> tuple[pafs.FileSystem, str]:
+    """The filesystem of a storage location (a local path or a URI: s3://, gs://, file://), and the path on it."""
+    return pafs.FileSystem.from_uri(location) if "://" in location else (pafs.LocalFileSystem(), location)
+
+
+def storage_exists(location: str) -> bool:
+    """Whether a file or directory is at a storage location (a local path or a URI), asked of its own filesystem."""
+    return _exists(*storage_filesystem(location))
 
 
 def _exists(filesystem: pafs.FileSystem, path: str) -> bool:

@@ -33,7 +33,7 @@ from pipelines.commands import WorkFailed, parse_settings
 from pipelines.console import trial_line, verbose
 from pipelines.models import promote
 from pipelines.ray_runtime import disconnect, init_ray
-from pipelines.run import TrainingRun, artifact_location, resolve_paths
+from pipelines.run import TrainingRun, artifact_location, resolve_paths, storage_exists
 from pipelines.tracking import RunTracker, default_tracking_uri, get_or_create_experiment, log_model
 from pipelines.train import EPOCHS_DONE, SCORE, load_trained_model, train
 
@@ -86,6 +86,11 @@ def tune_distribution(distribution: Distribution, grid: bool) -> Any:
     ](low, high)
 
 
+def trials_root(base: ExperimentConfig) -> str:
+    """Where Tune keeps the sweeps of `base`'s storage path: a local path or a URI (s3://...), never a `Path`."""
+    return f"{base.train.storage_path}/{TRIALS_DIR}"
+
+
 def build_tuner(space: SearchSpace, base: ExperimentConfig, sweep: str, parent_run_id: str | None) -> ray.tune.Tuner:
     """The sweep's Tuner; `base` has its paths resolved (`pipelines.run.resolve_paths`)."""
     grid = space.searcher == "grid"
@@ -96,10 +101,9 @@ def build_tuner(space: SearchSpace, base: ExperimentConfig, sweep: str, parent_r
         "params": {key: tune_distribution(d, grid) for key, d in space.params.items()},
         "bundles": space.bundles,
     }
-    trials_path = f"{base.train.storage_path}/{TRIALS_DIR}"  # a local path or a URI (s3://...)
     callbacks = [ReleaseLeakedPlacementGroups(), TrialLines(list(space.params), base.optim.epochs)]
     # Tune's own status table only with drsta --verbose; otherwise a line per trial result (TrialLines).
-    run_config = ray.tune.RunConfig(name=sweep, storage_path=trials_path, callbacks=callbacks,
+    run_config = ray.tune.RunConfig(name=sweep, storage_path=trials_root(base), callbacks=callbacks,
                                     verbose=None if verbose() else 0)  # fmt: skip
     return ray.tune.Tuner(
         ray.tune.with_resources(trial, TRIAL_DRIVER),
@@ -147,12 +151,11 @@ def sweep(
     """
     space, base = load_space(space_path, settings)
     base = resolve_paths(base.with_overrides({"data.manifest": str(manifest)} | (overrides or {})))
-    trials = TrainingRun(f"{base.train.storage_path}/{TRIALS_DIR}", name)  # Tune's directory, like a run's
-    trials_path = f"{trials.storage_path}/{name}"
-    if trials.has_directory() and not resume:
-        raise ValueError(f"sweep {name!r} already exists in {trials.storage_path}: pass --resume or another --name")
+    trials_path = f"{trials_root(base)}/{name}"
+    if storage_exists(trials_path) and not resume:
+        raise ValueError(f"sweep {name!r} already exists in {trials_root(base)}: pass --resume or another --name")
     if resume and not ray.tune.Tuner.can_restore(trials_path):
-        raise ValueError(f"nothing to resume: no sweep {name!r} in {trials.storage_path}")
+        raise ValueError(f"nothing to resume: no sweep {name!r} in {trials_root(base)}")
     parent = parent_run(base, name, space_path, space)
     if resume:
         release_leaked_placement_groups()  # what a killed driver may have left reserved
