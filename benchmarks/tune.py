@@ -20,6 +20,7 @@ import time
 from pathlib import Path
 
 import mlflow
+import numpy as np
 import ray
 
 from drsta.data.synthetic import SyntheticSpec, generate
@@ -31,18 +32,11 @@ from pipelines.tune import load_space, sweep
 EPOCH_TIME = "time/epoch_s"
 
 
-def bare_seconds(client: mlflow.MlflowClient, run_id: str) -> float:
-    return sum(metric.value for metric in client.get_metric_history(run_id, EPOCH_TIME))
-
-
-def first_step_seconds(client: mlflow.MlflowClient, run_id: str) -> float:
-    return client.get_metric_history(run_id, FIRST_STEP)[0].value
-
-
-def checkpoint_seconds(client: mlflow.MlflowClient, run_id: str) -> float:
-    """Mean seconds per epoch of checkpoint save and report."""
-    history = client.get_metric_history(run_id, CHECKPOINT_TIME)
-    return sum(metric.value for metric in history) / len(history)
+def run_seconds(client: mlflow.MlflowClient, run_id: str) -> tuple[float, float, float]:
+    """A run's seconds in epochs (bare), to its first step, and of checkpointing per epoch, from its metrics."""
+    history = {key: [m.value for m in client.get_metric_history(run_id, key)]
+               for key in (EPOCH_TIME, FIRST_STEP, CHECKPOINT_TIME)}  # fmt: skip
+    return sum(history[EPOCH_TIME]), history[FIRST_STEP][0], float(np.mean(history[CHECKPOINT_TIME]))
 
 
 def main() -> None:
@@ -80,16 +74,12 @@ def main() -> None:
         finally:
             ray.shutdown()
         client = mlflow.MlflowClient(uri)
-        train_bare = bare_seconds(client, run["mlflow_run_id"])
-        train_first = first_step_seconds(client, run["mlflow_run_id"])
-        train_checkpoint = checkpoint_seconds(client, run["mlflow_run_id"])
+        train_bare, train_first, train_checkpoint = run_seconds(client, run["mlflow_run_id"])
         experiment = client.get_experiment_by_name(base.train.experiment).experiment_id
         parent = client.search_runs([experiment], "tags.drsta_sweep = 'bench'")[0]
         trials = client.search_runs([experiment], f"tags.mlflow.parentRunId = '{parent.info.run_id}'")
-        trial_bare = sum(bare_seconds(client, trial.info.run_id) for trial in trials) / len(trials)
         trial_wall = sweep_wall / len(trials)
-        trial_first = sum(first_step_seconds(client, trial.info.run_id) for trial in trials) / len(trials)
-        trial_checkpoint = sum(checkpoint_seconds(client, trial.info.run_id) for trial in trials) / len(trials)
+        trial_bare, trial_first, trial_checkpoint = np.mean([run_seconds(client, t.info.run_id) for t in trials], 0)
 
     print(
         f"\n{args.space}: {base.model.backbone} trunk, {base.input.height}×{base.input.width}, "
