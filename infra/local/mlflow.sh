@@ -190,7 +190,8 @@ down() {
     return 0
   fi
   pid=$(read_int "$pid_file" PID) || exit 1
-  artifacts=$(<"$dir/artifacts_destination")
+  # Started by an older script without the record: its artifacts were in DIR/artifacts (the default).
+  [[ ! -f $dir/artifacts_destination ]] || artifacts=$(<"$dir/artifacts_destination")
   stop_sessions "--artifacts-destination $artifacts" 30 "$pid"
   rm -f "$pid_file"
   echo "MLflow server from $dir stopped"
