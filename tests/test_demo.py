@@ -6,24 +6,18 @@ import sys
 from pathlib import Path
 
 import pytest
-import yaml
 
-from drsta.resources import SPACE_DIR
 from pipelines import cli
 from pipelines.demo import CLAIM_GOALS, claims_table
+from tests.spaces import smoke_space
 
 SCRIPT = Path(sys.executable).parent / "drsta"  # installed beside the interpreter by `pip install -e .`
-SMOKE = SPACE_DIR / "smoke.yaml"
 
 
 @pytest.mark.integration
 def test_demo_runs_the_main_job_end_to_end(tmp_path):
     # The smoke space made smaller (sweeps themselves are tested in test_tune): 2 trials of 2 epochs.
-    space = yaml.safe_load(SMOKE.read_text())
-    space |= {"base_config": str((SMOKE.parent / space["base_config"]).resolve()), "num_samples": 2}
-    space["overrides"] |= {"optim.epochs": 2}
-    space_path = tmp_path / "space.yaml"
-    space_path.write_text(yaml.safe_dump(space))
+    space_path = smoke_space(tmp_path, {"optim.epochs": 2}, num_samples=2)
     out = tmp_path / "demo"
     done = subprocess.run([SCRIPT, "demo", "--out", str(out), "--space", str(space_path), "--train-ids", "6",
                            "--test-ids", "4"], capture_output=True, text=True, timeout=1200)  # fmt: skip

@@ -17,15 +17,13 @@ import torch
 import yaml
 
 from drsta.model import build_model
-from drsta.resources import SPACE_DIR
 from drsta.search_space import SearchSpace
 from pipelines.models import promote
 from pipelines.tracking import RunTracker, get_alias_version, log_model
 from pipelines.tune import sweep, sweep_figure, trial_table, tune_config, tune_distribution
+from tests.spaces import SMOKE, smoke_space
 
 pytestmark = pytest.mark.integration
-
-SMOKE = SPACE_DIR / "smoke.yaml"
 
 
 def test_smoke_sweep_stops_some_trials_early_and_promotes_the_best(manifest, tmp_path, ray_cluster, capsys):
@@ -120,14 +118,7 @@ def test_a_sweep_killed_half_way_resumes_and_runs_every_trial_exactly_once(manif
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     storage = tmp_path / "ray_results"
     # No early stops here (grace period = every epoch), so a trial part-way at the kill was surely running.
-    space = yaml.safe_load(SMOKE.read_text())
-    space |= {
-        "base_config": str((SMOKE.parent / space["base_config"]).resolve()),
-        "scheduler": {"grace_period": 3},
-        "num_samples": 3,
-    }
-    space_path = tmp_path / "space.yaml"
-    space_path.write_text(yaml.safe_dump(space))
+    space_path = smoke_space(tmp_path, scheduler={"grace_period": 3}, num_samples=3)
     command = [sys.executable, "-m", "pipelines.tune", "--space", str(space_path), "--manifest", str(manifest),
                "--name", "resumable", "--address", ray_cluster.address, "--tracking-uri", uri,
                "--storage-path", str(storage)]  # fmt: skip
