@@ -179,7 +179,9 @@ class DataConfig(_Strict):
     )
     tracklets_per_id: int = Field(4, ge=1, description="K of the identity sampler")
     batch_size_per_worker: int = Field(8, ge=1, description="clips per optimisation step on each worker")
-    decode_batch_size: int = Field(4, ge=1, description="clips decoded per Ray Data task")
+    decode_batch_size: int = Field(
+        16, ge=1, description="clips decoded per Ray Data task (fewer, larger tasks: benchmarks/data.py)"
+    )
     flip_p: float = Field(0.5, ge=0, le=1, description="probability of a horizontal flip (whole clip)")
     crop_p: float = Field(0.5, ge=0, le=1, description="probability of a random crop resized back (whole clip)")
     erase_p: float = Field(0.5, ge=0, le=1, description="probability of random erasing (same box on every frame)")

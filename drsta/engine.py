@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import pickle
 import random
+import warnings
 import zlib
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -46,7 +47,12 @@ from drsta.model.functional import mean_pairwise_hellinger
 
 def clips_to_input(clips: np.ndarray | torch.Tensor, device: torch.device) -> torch.Tensor:
     """uint8 clips (B, N, H, W, 3) from the stream -> the model's float input (B, N, 3, H, W) in [0, 1]."""
-    clips = torch.as_tensor(clips).to(device, non_blocking=True)
+    with warnings.catch_warnings():
+        # Ray Data's batches are zero-copy views of its blocks, read-only; nothing here writes to them
+        # (`.float()` makes the copy that is divided), so torch's warning about them is noise.
+        warnings.filterwarnings("ignore", "The given NumPy array is not writable", UserWarning)
+        clips = torch.as_tensor(clips)
+    clips = clips.to(device, non_blocking=True)
     return clips.permute(0, 1, 4, 2, 3).float().div_(255)
 
 

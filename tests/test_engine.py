@@ -2,6 +2,7 @@
 
 import random
 import socket
+import warnings
 from datetime import timedelta
 
 import numpy as np
@@ -11,7 +12,7 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 
 from drsta.config import LossConfig, OptimConfig
-from drsta.engine import build_optimizer, load_state, rng_states, set_rng_states, train_batch
+from drsta.engine import build_optimizer, clips_to_input, load_state, rng_states, set_rng_states, train_batch
 from drsta.losses import IGNORED, OIMLoss, build_objective
 from drsta.model import drsta_tiny
 
@@ -120,3 +121,15 @@ def test_load_state_names_a_damaged_or_foreign_checkpoint(tmp_path):
         load_state(tmp_path / "other.pt")
     with pytest.raises(FileNotFoundError, match=r"none\.pt"):
         load_state(tmp_path / "none.pt")
+
+
+def test_clips_to_input_takes_the_streams_read_only_batches_without_a_warning_or_a_write():
+    clips = np.random.default_rng(0).integers(0, 256, (2, 3, 4, 5, 3), dtype=np.uint8)
+    clips.flags.writeable = False  # as Ray Data hands out a zero-copy slice of a block
+    before = clips.copy()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        model_input = clips_to_input(clips, torch.device("cpu"))
+    assert model_input.dtype == torch.float32 and model_input.shape == (2, 3, 3, 4, 5)
+    assert torch.equal(model_input, torch.from_numpy(before).permute(0, 1, 4, 2, 3).float() / 255)
+    np.testing.assert_array_equal(clips, before)

@@ -33,18 +33,15 @@ def clip_dataset(
     requests: Sequence[ClipRequest],
     size: tuple[int, int],
     num_frames: int,
-    augment: AugmentSpec | None = None,
-    decode_batch_size: int = 4,
-    preserve_order: bool = True,
+    augment: AugmentSpec | None,
+    decode_batch_size: int,
 ) -> ray.data.Dataset:
-    """A dataset decoding `requests` in parallel Ray tasks into columns clip (B, N, H, W, 3) uint8, valid, ...
-
-    With `preserve_order` the rows come out in plan order (identity-balanced batches stay intact).
-    """
+    """A dataset decoding `requests` in parallel Ray tasks of `decode_batch_size` clips into columns clip
+    (B, N, H, W, 3) uint8, valid, ..., in plan order (identity-balanced batches stay intact)."""
     if not requests:
         raise ValueError("no clip requests to decode")
     dataset = ray.data.from_items(list(requests), override_num_blocks=math.ceil(len(requests) / decode_batch_size))
-    dataset.context.execution_options.preserve_order = preserve_order
+    dataset.context.execution_options.preserve_order = True
     # Ray Data reserves half of the cluster's CPUs per operator by default and then runs one decode task at a
     # time on a 2-CPU node; decoding is the only operator here, so let it use every CPU (2.7× on 2 cores).
     dataset.context.op_resource_reservation_enabled = False
