@@ -210,6 +210,12 @@ class TrainConfig(_Strict):
     storage_path: str = Field("ray_results", description="checkpoint storage: a shared path or URI on clusters")
     num_workers: int = Field(1, ge=1, description="training workers (DDP processes)")
     cpus_per_worker: float = Field(1.0, gt=0, description="CPUs each training worker reserves")
+    worker_node_labels: dict[str, str] = Field(
+        default_factory=dict,
+        description="Ray label selector for the training workers' nodes (labels set by `ray start --labels`), "
+        "e.g. {drsta-role: train}: CPU-only nodes without the label then only decode; {}: any node (GPU "
+        "workers already need GPU nodes)",
+    )
     use_gpu: bool = Field(False, description="one GPU per worker, NCCL; bf16 autocast when amp is on")
     amp: bool = Field(True, description="bf16 autocast on GPU (ignored on CPU)")
     eval_every: int = Field(5, ge=1, description="evaluate every this many epochs (and after the last)")

@@ -22,6 +22,7 @@ import ray.train.torch
 import torch
 import torch.distributed as dist
 from mlflow.system_metrics.system_metrics_monitor import SystemMetricsMonitor
+from ray._private.label_utils import validate_label_selector
 from ray.train import CheckpointConfig, CheckpointUploadMode, FailureConfig, RunConfig, ScalingConfig
 from ray.train.torch import TorchTrainer
 
@@ -296,7 +297,10 @@ def build_trainer(cfg: ExperimentConfig, mlflow_run_id: str | None, callbacks: l
         train_fn_per_worker,
         train_loop_config={"config": cfg.to_dict(), "mlflow_run_id": mlflow_run_id, "fit_started": time.time()},
         scaling_config=ScalingConfig(
-            num_workers=cfg.train.num_workers, use_gpu=cfg.train.use_gpu, resources_per_worker=resources
+            num_workers=cfg.train.num_workers,
+            use_gpu=cfg.train.use_gpu,
+            resources_per_worker=resources,
+            label_selector=cfg.train.worker_node_labels or None,
         ),
         run_config=RunConfig(
             name=run.name,
@@ -312,6 +316,16 @@ def build_trainer(cfg: ExperimentConfig, mlflow_run_id: str | None, callbacks: l
     )
 
 
+def check_worker_node_labels(selector: dict[str, str]) -> None:
+    """Refuse a `train.worker_node_labels` Ray would not accept, before anything starts (Ray itself only fails
+    once the workers are placed)."""
+    if problem := validate_label_selector(selector):
+        raise ValueError(
+            f"train.worker_node_labels {selector}: {problem} Give label keys and values as `ray start --labels` "
+            "takes them, e.g. {drsta-role: train}; a value may also be !value, in(a,b) or !in(a,b)."
+        )
+
+
 def train(
     cfg: ExperimentConfig, resume: bool = False, callbacks: list | None = None, parent_run_id: str | None = None
 ) -> dict[str, Any]:
@@ -323,6 +337,7 @@ def train(
     and the MLflow run then ends FAILED.
     """
     cfg = resolve_paths(cfg)
+    check_worker_node_labels(cfg.train.worker_node_labels)
     data_fingerprint = fingerprint(read_manifest(cfg.data.manifest))
     tracker, run_id = open_run(cfg, resume, parent_run_id, data_fingerprint)
     try:

@@ -5,6 +5,9 @@ import argparse
 import pytest
 
 from pipelines import commands, train_command
+from pipelines.train import check_worker_node_labels, train
+from pipelines.tune import sweep
+from tests.spaces import SMOKE
 
 
 def parse(*argv: str) -> argparse.Namespace:
@@ -28,3 +31,18 @@ def test_set_and_flags_override_the_yaml_in_order():
 def test_bad_settings_are_named(setting, match):
     with pytest.raises(ValueError, match=match):
         train_command.config_from_args(parse("--set", setting))
+
+
+def test_worker_node_labels_take_a_ray_label_selector_and_a_bad_one_is_refused_before_any_run(tmp_path):
+    cfg = train_command.config_from_args(parse("--set", "train.worker_node_labels={drsta-role: train}"))
+    assert cfg.train.worker_node_labels == {"drsta-role": "train"}
+    check_worker_node_labels(cfg.train.worker_node_labels)
+    check_worker_node_labels({"drsta-role": "in(train,both)", "zone": "!a"})
+    bad = cfg.with_overrides({"train.worker_node_labels": {"drsta-role": "train node"}, "data.manifest": str(tmp_path),
+                              "train.tracking_uri": f"sqlite:///{tmp_path / 'mlflow.db'}"})  # fmt: skip
+    with pytest.raises(ValueError, match=r"train.worker_node_labels .*train node.*ray start --labels"):
+        train(bad)
+    with pytest.raises(ValueError, match=r"train.worker_node_labels .*train node"):
+        sweep(SMOKE, tmp_path, "labelled", overrides={"train.worker_node_labels": {"drsta-role": "train node"},
+                                                      "train.storage_path": str(tmp_path / "trials")})  # fmt: skip
+    assert list(tmp_path.iterdir()) == []  # no manifest read, no MLflow store, no run or sweep started
