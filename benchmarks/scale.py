@@ -14,6 +14,15 @@ over each stage (Ray's workers are other processes):
 - evaluate: an untrained tiny model embeds every query and gallery tracklet, then CMC/mAP, as `drsta evaluate`;
 - registry: the model logged, registered and pulled back (independent of the data: a control).
 Then each figure's growth from the smallest size to the largest, against the growth in tracklets.
+
+Scale-out (`--scale-out`, on by default): the decode tasks of a training run move onto a CPU-only node when one
+joins. On a `ray.cluster_utils.Cluster`, a training node (labelled drsta-role=train) whose logical CPUs leave room
+for one decode task next to the training worker, as a GPU node's CPUs are mostly spoken for, runs a `drsta train`
+run (tiny model, H.264 at GOP 16, one worker kept on the labelled node by `train.worker_node_labels`); then a
+CPU-only node (no label) joins and the same run is repeated. Per phase: the stream's clips/s in training (the
+run's `data/clips_per_s`, epochs after the first), and where the decode tasks and the training worker ran (Ray's
+State API). The nodes share this machine's cores: the figures show that the stream takes the new node's CPUs,
+not what a real node adds (`benchmarks/gpu.py` measures a core's decode rate for sizing real CPU nodes).
 """
 
 from __future__ import annotations
@@ -22,27 +31,35 @@ import argparse
 import tempfile
 import threading
 import time
+from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import psutil
+import ray
 import torch
+from mlflow import MlflowClient
 from PIL import Image
+from ray.cluster_utils import Cluster
+from ray.util.state import list_actors, list_tasks
 from scipy.io import savemat
 
 from drsta.config import ExperimentConfig
 from drsta.data.datasets import READERS
 from drsta.data.manifest import fingerprint, read_manifest
 from drsta.data.plan import epoch_plan
+from drsta.data.synthetic import SyntheticSpec, generate
 from drsta.model import build_model
 from drsta.ray.stream import ValidBatches, train_stream
 from drsta.resources import resolve_config
 from pipelines.evaluate import evaluate_program, model_program, registered_program
 from pipelines.ingest import ingest
-from pipelines.ray_runtime import connect, disconnect
+from pipelines.ray_runtime import connect, disconnect, set_local_ray_env
 from pipelines.tracking import RunTracker, log_model
+from pipelines.train import train
 
 MARS_TRAIN, MARS_QUERY, MARS_GALLERY = 8298, 1980, 9330
 MARS_TRAIN_IDS, MARS_TEST_IDS, CAMERAS = 625, 636, 6
@@ -186,10 +203,82 @@ def table(rows: list[dict[str, float]]) -> list[str]:
     return lines
 
 
+TRAIN_LABELS = {"drsta-role": "train"}
+DECODE_TASK = "MapBatches(decode_requests)"
+
+
+def scale_out(work: Path, cfg: ExperimentConfig, epochs: int = 4) -> list[dict[str, Any]]:
+    """The same training run on a training node alone, then with a CPU-only node joined (see the docstring)."""
+    root = work / "scale-out"
+    spec = SyntheticSpec(seed=0, num_train_ids=40, num_test_ids=4, num_cameras=2, tracklets_per_id_per_camera=2,
+                         min_frames=32, max_frames=96, height=256, width=128, gop=16)  # fmt: skip
+    generate(spec, root / "videos")
+    set_local_ray_env()
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 2, "labels": TRAIN_LABELS})
+    ray.init(address=cluster.address, log_to_driver=False)
+    dashboard = f"http://{cluster.head_node.address_info['webui_url']}"
+    try:
+        ingest("videos", root / "videos", root / "ingest")
+        phases = []
+        for phase in ("training node alone", "+ a CPU-only node"):
+            if phases:
+                cluster.add_node(num_cpus=2)
+                cluster.wait_for_nodes()
+            run_cfg = cfg.with_overrides({
+                "data.manifest": str(root / "ingest"), "data.sampler": "random", "data.decode_batch_size": 8,
+                "optim.epochs": epochs, "train.eval_every": epochs, "train.num_workers": 1,
+                "train.cpus_per_worker": 1.5, "train.worker_node_labels": TRAIN_LABELS,
+                "train.storage_path": str(root / "runs"), "train.name": f"scale-out-{len(phases)}",
+                "train.tracking_uri": f"sqlite:///{root / 'mlflow.db'}", "train.registered_model": None,
+                "train.system_metrics_s": None,
+            })  # fmt: skip
+            decode_before = _decode_tasks_per_node(dashboard)
+            outcome = train(run_cfg)
+            history = MlflowClient(run_cfg.train.tracking_uri).get_metric_history(outcome["mlflow_run_id"],
+                                                                                   "data/clips_per_s")  # fmt: skip
+            rates = [m.value for m in sorted(history, key=lambda m: m.step)[1:]]
+            decoded = _decode_tasks_per_node(dashboard) - decode_before
+            head = cluster.head_node.node_id
+            phases.append({
+                "phase": phase, "nodes": len(ray.nodes()), "clips_per_s": float(np.mean(rates)),
+                "decode_tasks": sum(decoded.values()), "decode_elsewhere": sum(decoded.values()) - decoded[head],
+                "workers_elsewhere": _train_workers_outside(dashboard, head),
+            })  # fmt: skip
+            print(f"scale-out, {phase}: " + ", ".join(f"{k} {v}" for k, v in phases[-1].items()), flush=True)
+        return phases
+    finally:
+        ray.shutdown()
+        cluster.shutdown()
+
+
+def _decode_tasks_per_node(dashboard: str) -> Counter:
+    tasks = list_tasks(dashboard, filters=[("name", "=", DECODE_TASK)], limit=10_000, raise_on_missing_output=False)
+    return Counter(task.node_id for task in tasks if task.node_id)
+
+
+def _train_workers_outside(dashboard: str, head: str) -> int:
+    actors = list_actors(dashboard, filters=[("class_name", "=", "RayTrainWorker")], limit=10_000,
+                         raise_on_missing_output=False)  # fmt: skip
+    return sum(actor.node_id != head for actor in actors)
+
+
+def scale_out_table(phases: list[dict[str, Any]]) -> list[str]:
+    lines = ["| cluster | nodes | stream clips/s in training | rate | decode tasks | on the CPU-only node "
+             "| Train workers there |", "|---" * 7 + "|"]  # fmt: skip
+    for phase in phases:
+        cells = [f"{phase['nodes']}", f"{phase['clips_per_s']:.1f}",
+                 f"{phase['clips_per_s'] / phases[0]['clips_per_s']:.2f}×", f"{phase['decode_tasks']}",
+                 f"{phase['decode_elsewhere']}", f"{phase['workers_elsewhere']}"]  # fmt: skip
+        lines.append(f"| {phase['phase']} | " + " | ".join(cells) + " |")
+    return lines
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--fractions", default="16,4,1", help="sizes as 1/F of MARS, smallest first")
     parser.add_argument("--out", type=Path, help="keep the datasets here (default: a temporary directory)")
+    parser.add_argument("--scale-out", action=argparse.BooleanOptionalAction, default=True,
+                        help="also show the decode moving onto a joining CPU-only node (a few minutes)")  # fmt: skip
     args = parser.parse_args()
     try:
         fractions = [int(f) for f in args.fractions.split(",")]
@@ -214,6 +303,12 @@ def main() -> None:
     print(f"\nMARS-shaped data at {', '.join(f'1/{f}' for f in fractions)} of MARS (tiny model, "
           f"{cfg.input.height}×{cfg.input.width}, N = {cfg.model.num_frames}), CPU")  # fmt: skip
     print("\n".join(table(rows)))
+    if args.scale_out:
+        with tempfile.TemporaryDirectory() as tmp:
+            phases = scale_out(Path(tmp), ExperimentConfig.from_yaml(resolve_config("tiny")))
+        print("\nA training run's stream before and after a CPU-only node joins (tiny model, H.264 at 256×128, "
+              "GOP 16; the nodes share this machine's cores)")  # fmt: skip
+        print("\n".join(scale_out_table(phases)))
 
 
 if __name__ == "__main__":

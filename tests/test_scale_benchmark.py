@@ -39,3 +39,12 @@ def test_the_table_has_a_row_per_size_and_the_growth():
 def test_a_fraction_below_one_is_refused(tmp_path, fraction):
     with pytest.raises(ValueError, match="fraction"):
         scale.generate_mars(tmp_path / "mars", fraction)
+
+
+def test_the_scale_out_table_gives_each_phase_its_rate_against_the_first():
+    alone = {"phase": "training node alone", "nodes": 1, "clips_per_s": 40.0, "decode_tasks": 80,
+             "decode_elsewhere": 0, "workers_elsewhere": 0}  # fmt: skip
+    joined = alone | {"phase": "+ CPU-only node", "nodes": 2, "clips_per_s": 60.0, "decode_elsewhere": 50}
+    lines = scale.scale_out_table([alone, joined])
+    assert lines[2] == "| training node alone | 1 | 40.0 | 1.00× | 80 | 0 | 0 |"
+    assert lines[3] == "| + CPU-only node | 2 | 60.0 | 1.50× | 80 | 50 | 0 |"
