@@ -335,17 +335,18 @@ def _log_model(
     step: int,
 ) -> ModelVersion:
     # Imported here, not at the top: `load_registered` must run in a process that never imports drsta.
-    from drsta.model.export import OUTPUT_KEYS, export_model
+    from drsta.model.export import OUTPUT_KEYS, InferenceOutputs
 
     if isinstance(model, nn.parallel.DistributedDataParallel):
         model = model.module
     cpu_model = copy.deepcopy(model).cpu().eval()
     clips = example_clips.detach().float().cpu()  # (B, N, 3, H, W)
     if clips.shape[0] == 1:
-        # MLflow re-exports with Dim.AUTO, which specializes a size-1 batch to a constant: keep B ≥ 2.
+        # MLflow exports with Dim.AUTO, which specializes a size-1 batch to a constant: keep B ≥ 2.
         clips = clips.expand(2, -1, -1, -1, -1).contiguous()
     _, num_frames, _, height, width = clips.shape
-    serving = export_model(cpu_model, clips).module()
+    # MLflow's pt2 flavour exports this itself (torch.export, the batch dynamic): exported once, not twice.
+    serving = InferenceOutputs(cpu_model).eval()
     with torch.no_grad():
         outputs = serving(clips)
 
@@ -441,7 +442,7 @@ def _save_flavour(serving: nn.Module, clips: torch.Tensor, outputs: dict[str, to
     so `mlflow.pytorch.load_model("models:/drsta/1")` still works.
     """
     # The flavour needs an explicit TensorSpec signature: MLflow can neither save a torch.Tensor input example
-    # nor infer an output schema from a dict of tensors. It re-exports `serving` with Dim.AUTO on every -1
+    # nor infer an output schema from a dict of tensors. It exports `serving` with Dim.AUTO on every -1
     # dimension, i.e. the batch.
     signature = ModelSignature(
         inputs=Schema([TensorSpec(np.dtype(np.float32), (-1, *clips.shape[1:]), "clips")]),

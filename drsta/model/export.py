@@ -17,7 +17,7 @@ from drsta.model.drsta import DRSTA
 OUTPUT_KEYS = ("embedding", "diversity", "spatial_maps", "temporal_weights")
 
 
-class _InferenceOutputs(nn.Module):
+class InferenceOutputs(nn.Module):
     """Eval-mode view of DRSTA whose forward returns a dict keyed by OUTPUT_KEYS."""
 
     def __init__(self, model: DRSTA) -> None:
@@ -38,7 +38,7 @@ def export_model(model: DRSTA, example_clips: torch.Tensor, dynamic_batch: bool 
         # torch.export specialises a batch of one to the constant 1 and then refuses the dynamic dimension.
         example_clips = example_clips.expand(2, *example_clips.shape[1:])
     model.eval()
-    wrapper = _InferenceOutputs(model).eval()
+    wrapper = InferenceOutputs(model).eval()
     dynamic_shapes = ({0: torch.export.Dim("batch", min=1, max=4096)},) if dynamic_batch else None
     with torch.no_grad():
         return torch.export.export(wrapper, (example_clips,), dynamic_shapes=dynamic_shapes)
