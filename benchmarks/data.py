@@ -6,8 +6,9 @@ training alongside.
 On a synthetic set (H.264 at several keyframe intervals, and the same tracklets as JPEG frame folders), `--epochs`
 epochs' plans of N-frame clips (restricted random sampling, resized to 256×128, no augmentation) are decoded by:
 - raw: `decode_requests` in a tight loop, one process per core, each on its share (the limit);
-- Ray Data: the training stream `drsta.ray.stream.clip_dataset` at the default decode batch, in plan order, on the
-  private Ray every drsta command starts (`pipelines.ray_runtime.connect`), consumed in batches of 8;
+- Ray Data: the training stream `drsta.ray.stream.clip_dataset` at the default decode batch and CPUs per task, in
+  plan order, on the private Ray every drsta command starts (`pipelines.ray_runtime.connect`), consumed in
+  batches of 8;
 - DataLoader: a torch DataLoader with the same decode function and one worker per core, batches of 8.
 Rates are clips/s over whole passes, from asking for the first batch to the last (processes started and imports
 done beforehand), the best of --repeats. The "with training" columns are seconds per epoch when every batch is
@@ -80,7 +81,8 @@ def consume(batches: Iterable[Batch], step: Callable[[Batch], None] | None = Non
 
 def ray_batches(plan: list[ClipRequest], num_frames: int) -> Iterable[Batch]:
     """The stream as training consumes it (`drsta.ray.stream.train_stream`, less the augmentation)."""
-    dataset = clip_dataset(plan, SIZE, num_frames, None, DataConfig().decode_batch_size)
+    defaults = DataConfig()
+    dataset = clip_dataset(plan, SIZE, num_frames, None, defaults.decode_batch_size, defaults.decode_cpus)
     return dataset.iter_batches(batch_size=BATCH, batch_format="numpy")
 
 

@@ -227,7 +227,7 @@ def scale_out(work: Path, cfg: ExperimentConfig, epochs: int = 4) -> list[dict[s
             run_cfg = cfg.with_overrides({
                 "data.manifest": str(root / "ingest"), "data.sampler": "random", "data.decode_batch_size": 8,
                 "optim.epochs": epochs, "train.eval_every": epochs, "train.num_workers": 1,
-                "train.cpus_per_worker": 1.5, "train.worker_node_labels": TRAIN_LABELS,
+                "train.cpus_per_worker": 1.0, "train.worker_node_labels": TRAIN_LABELS,
                 "train.storage_path": str(root / "runs"), "train.name": f"scale-out-{len(phases)}",
                 "train.tracking_uri": f"sqlite:///{root / 'mlflow.db'}", "train.registered_model": None,
                 "train.system_metrics_s": None,

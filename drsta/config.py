@@ -182,6 +182,13 @@ class DataConfig(_Strict):
     decode_batch_size: int = Field(
         16, ge=1, description="clips decoded per Ray Data task (fewer, larger tasks: benchmarks/data.py)"
     )
+    decode_cpus: float = Field(
+        1.0,
+        gt=0,
+        description="logical CPUs each decode task reserves: 1, one single-threaded decoder per core; a fraction "
+        "oversubscribes the cores but still schedules where training holds all but part of a CPU (sweeps that "
+        "fill a cluster: with whole-CPU tasks their streams would wait for a CPU forever)",
+    )
     flip_p: float = Field(0.5, ge=0, le=1, description="probability of a horizontal flip (whole clip)")
     crop_p: float = Field(0.5, ge=0, le=1, description="probability of a random crop resized back (whole clip)")
     erase_p: float = Field(0.5, ge=0, le=1, description="probability of random erasing (same box on every frame)")

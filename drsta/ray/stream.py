@@ -23,11 +23,6 @@ from drsta.data.tracklet import Tracklet
 
 log = logging.getLogger(__name__)
 
-# Logical CPUs per decode task. A fraction: when training workers hold all but part of a CPU (two sweep
-# trials of 2 workers on 5 CPUs leave 0.98), whole-CPU decode tasks could never be scheduled and every trial
-# waited forever for its own data; half a CPU still lets one task run. Decoding a batch takes well under a second.
-DECODE_CPUS = 0.5
-
 
 def clip_dataset(
     requests: Sequence[ClipRequest],
@@ -35,9 +30,11 @@ def clip_dataset(
     num_frames: int,
     augment: AugmentSpec | None,
     decode_batch_size: int,
+    decode_cpus: float,
 ) -> ray.data.Dataset:
-    """A dataset decoding `requests` in parallel Ray tasks of `decode_batch_size` clips into columns clip
-    (B, N, H, W, 3) uint8, valid, ..., in plan order (identity-balanced batches stay intact)."""
+    """A dataset decoding `requests` in parallel Ray tasks of `decode_batch_size` clips, each reserving
+    `decode_cpus` logical CPUs, into columns clip (B, N, H, W, 3) uint8, valid, ..., in plan order
+    (identity-balanced batches stay intact)."""
     if not requests:
         raise ValueError("no clip requests to decode")
     dataset = ray.data.from_items(list(requests), override_num_blocks=math.ceil(len(requests) / decode_batch_size))
@@ -50,7 +47,7 @@ def clip_dataset(
         fn_kwargs={"size": size, "num_frames": num_frames, "augment": augment},
         batch_size=decode_batch_size,
         batch_format="numpy",
-        num_cpus=DECODE_CPUS,
+        num_cpus=decode_cpus,
     )
 
 
@@ -74,7 +71,8 @@ def train_stream(
         tracklets_per_id=cfg.tracklets_per_id,
     )
     augment = AugmentSpec(flip_p=cfg.flip_p, crop_p=cfg.crop_p, erase_p=cfg.erase_p)
-    return clip_dataset(shard(plan, rank, world_size), size, num_frames, augment, cfg.decode_batch_size)
+    requests = shard(plan, rank, world_size)
+    return clip_dataset(requests, size, num_frames, augment, cfg.decode_batch_size, cfg.decode_cpus)
 
 
 def evaluation_stream(
@@ -82,7 +80,7 @@ def evaluation_stream(
 ) -> ray.data.Dataset:
     """Every query and gallery tracklet once (times eval_clips_per_tracklet), test-time frames, no augmentation."""
     plan = evaluation_plan(tracklets, num_frames, cfg.eval_clips_per_tracklet)
-    return clip_dataset(plan, size, num_frames, None, cfg.decode_batch_size)
+    return clip_dataset(plan, size, num_frames, None, cfg.decode_batch_size, cfg.decode_cpus)
 
 
 class ValidBatches:
