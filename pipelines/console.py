@@ -4,6 +4,7 @@ own logging kept to warnings unless `drsta --verbose`.
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 import math
 import os
@@ -19,6 +20,8 @@ RAY_LOGGERS = ("ray", "ray.data", "ray.train", "ray.tune", "ray.serve")
 # Warnings of Ray's that say nothing to act on, kept for --verbose: a local Ray's token authentication being on
 # (Ray's default), and Ray Data's progress bars being off (drsta turns them off).
 RAY_NOTICES = ("ray._private.authentication.authentication_token_setup", "ray.data._internal.progress")
+# Ray Train logs every report, its whole metrics dict, at INFO on a logger named by its file path (not "ray.train").
+RAY_TRAIN_REPORTS = "ray.train.v2._internal.execution.context"
 PARTS_SKIPPED = {"train/loss", "train/lr", "train/diversity"}  # shown on their own, or not at all
 
 
@@ -39,6 +42,8 @@ def quiet_ray_loggers() -> None:
         logging.getLogger(name).setLevel(ray_logging_level())
     for name in RAY_NOTICES:
         logging.getLogger(name).setLevel(logging.NOTSET if verbose() else logging.ERROR)
+    if (reports := importlib.util.find_spec(RAY_TRAIN_REPORTS)) and reports.origin:
+        logging.getLogger(reports.origin).setLevel(ray_logging_level())
     # Optuna sets its logger to INFO when imported (with Ray Tune's searchers): set again here, after that.
     logging.getLogger("optuna").setLevel(ray_logging_level())
 

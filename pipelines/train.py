@@ -9,6 +9,8 @@ from its latest checkpoint; a lost worker or node restarts the workers from the 
 from __future__ import annotations
 
 import functools
+import logging
+import sys
 import tempfile
 import time
 from collections import defaultdict
@@ -23,7 +25,14 @@ import torch
 import torch.distributed as dist
 from mlflow.system_metrics.system_metrics_monitor import SystemMetricsMonitor
 from ray._private.label_utils import validate_label_selector
-from ray.train import CheckpointConfig, CheckpointUploadMode, FailureConfig, RunConfig, ScalingConfig
+from ray.train import (
+    CheckpointConfig,
+    CheckpointUploadMode,
+    FailureConfig,
+    LoggingConfig,
+    RunConfig,
+    ScalingConfig,
+)
 from ray.train.torch import TorchTrainer
 
 from drsta import viz
@@ -55,7 +64,7 @@ from drsta.losses import build_objective
 from drsta.model import build_model
 from drsta.model.drsta import DRSTA
 from drsta.ray.stream import ValidBatches, evaluation_stream, train_stream
-from pipelines.console import epoch_line, quiet_ray_loggers
+from pipelines.console import epoch_line, quiet_ray_loggers, ray_logging_level
 from pipelines.run import TrainingRun, open_run, resolve_paths
 from pipelines.tracking import RunTracker, log_model, monitor_system
 
@@ -144,7 +153,10 @@ class TrainLoop:
             reported = {SCORE: -1.0} | metrics | {"epoch": epoch, EPOCHS_DONE: epoch + 1, TRACKING_FAILURES: failures}
             if self.rank == 0:
                 per_epoch = (time.perf_counter() - run_start) / (epoch + 1 - self.start_epoch)
-                print(epoch_line(epoch, epochs, reported, per_epoch * (epochs - epoch - 1)), flush=True)
+                # Written, not printed: Ray Train turns a worker's print into a log record and, where something
+                # wrapped sys.stdout (MLflow does), prints it as well, so every line came out twice.
+                sys.stdout.write(epoch_line(epoch, epochs, reported, per_epoch * (epochs - epoch - 1)) + "\n")
+                sys.stdout.flush()
             start = time.perf_counter()
             checkpoint = None
             if self.rank == 0:
@@ -312,6 +324,8 @@ def build_trainer(cfg: ExperimentConfig, mlflow_run_id: str | None, callbacks: l
                 checkpoint_score_order="max",
             ),
             callbacks=callbacks,
+            # Ray Train's own INFO lines (each report's metrics, the worker group's start) only with --verbose.
+            logging_config=LoggingConfig(log_level=logging.getLevelName(ray_logging_level())),
         ),
     )
 

@@ -91,6 +91,8 @@ def test_a_run_on_s3_keeps_its_checkpoints_record_and_artifacts_there_and_resume
         output = resumed.communicate(timeout=900)[0]
         assert resumed.returncode == 0, output[-4000:]
         assert "registered models:/drsta/1" in output, output[-4000:]
+        # The epoch line once (Ray Train once echoed every print twice), none of Ray Train's INFO lines.
+        assert output.count("epoch 4/4  loss") == 1 and "Reporting training result" not in output, output[-4000:]
 
         run = TrainingRun(storage, "on-s3")
         run_id = run.mlflow_run_id()
