@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from drsta.io import read_yaml
 from drsta.resources import CONFIG_DIR, resolve_config
@@ -238,6 +238,19 @@ class TrainConfig(_Strict):
         description="log each node's CPU, memory, disk, network (and GPU) to MLflow every this many "
         "seconds (the run's System metrics); null: not",
     )
+
+    @field_validator("worker_node_labels")
+    @classmethod
+    def _ray_accepts_the_selector(cls, selector: dict[str, str]) -> dict[str, str]:
+        """Refused here, before anything starts: Ray itself only fails once the workers are placed."""
+        from ray._private.label_utils import validate_label_selector  # imported only for a selector to check
+
+        if selector and (problem := validate_label_selector(selector)):
+            raise ValueError(
+                f"train.worker_node_labels {selector}: {problem} Give label keys and values as `ray start --labels` "
+                "takes them, e.g. {drsta-role: train}; a value may also be !value, in(a,b) or !in(a,b)."
+            )
+        return selector
 
 
 class ExperimentConfig(_Strict):

@@ -24,7 +24,6 @@ import ray.train.torch
 import torch
 import torch.distributed as dist
 from mlflow.system_metrics.system_metrics_monitor import SystemMetricsMonitor
-from ray._private.label_utils import validate_label_selector
 from ray.train import (
     CheckpointConfig,
     CheckpointUploadMode,
@@ -330,16 +329,6 @@ def build_trainer(cfg: ExperimentConfig, mlflow_run_id: str | None, callbacks: l
     )
 
 
-def check_worker_node_labels(selector: dict[str, str]) -> None:
-    """Refuse a `train.worker_node_labels` Ray would not accept, before anything starts (Ray itself only fails
-    once the workers are placed)."""
-    if problem := validate_label_selector(selector):
-        raise ValueError(
-            f"train.worker_node_labels {selector}: {problem} Give label keys and values as `ray start --labels` "
-            "takes them, e.g. {drsta-role: train}; a value may also be !value, in(a,b) or !in(a,b)."
-        )
-
-
 def train(
     cfg: ExperimentConfig, resume: bool = False, callbacks: list | None = None, parent_run_id: str | None = None
 ) -> dict[str, Any]:
@@ -351,7 +340,6 @@ def train(
     and the MLflow run then ends FAILED.
     """
     cfg = resolve_paths(cfg)
-    check_worker_node_labels(cfg.train.worker_node_labels)
     data_fingerprint = fingerprint(read_manifest(cfg.data.manifest))
     tracker, run_id = open_run(cfg, resume, parent_run_id, data_fingerprint)
     try:

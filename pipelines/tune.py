@@ -35,7 +35,7 @@ from pipelines.models import promote
 from pipelines.ray_runtime import disconnect, init_ray
 from pipelines.run import TrainingRun, artifact_location, resolve_paths, storage_exists
 from pipelines.tracking import RunTracker, default_tracking_uri, get_or_create_experiment, log_model
-from pipelines.train import EPOCHS_DONE, SCORE, check_worker_node_labels, load_trained_model, train
+from pipelines.train import EPOCHS_DONE, SCORE, load_trained_model, train
 
 TRIALS_DIR = "trials"
 # A trial only drives its TorchTrainer (its workers hold the CPUs): a sliver of a CPU, so that concurrent
@@ -151,7 +151,6 @@ def sweep(
     """
     space, base = load_space(space_path, settings)
     base = resolve_paths(base.with_overrides({"data.manifest": str(manifest)} | (overrides or {})))
-    check_worker_node_labels(base.train.worker_node_labels)  # every trial would fail at placement otherwise
     trials_path = f"{trials_root(base)}/{name}"
     if storage_exists(trials_path) and not resume:
         raise ValueError(f"sweep {name!r} already exists in {trials_root(base)}: pass --resume or another --name")
