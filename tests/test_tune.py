@@ -16,10 +16,11 @@ import ray.tune
 import torch
 import yaml
 
+from drsta.config import ExperimentConfig
 from drsta.model import build_model
 from drsta.search_space import SearchSpace
 from pipelines.models import promote
-from pipelines.tracking import RunTracker, get_alias_version, log_model
+from pipelines.tracking import RunTracker, download_registered, get_alias_version, log_model
 from pipelines.tune import sweep, sweep_figure, trial_table, tune_config, tune_distribution
 from tests.spaces import SMOKE, smoke_space
 
@@ -57,14 +58,18 @@ def test_smoke_sweep_stops_some_trials_early_and_promotes_the_best(manifest, tmp
     # Early-stopped trials gave their workers back: every CPU of the cluster is free again.
     assert ray.available_resources().get("CPU", 0) == pytest.approx(ray.cluster_resources()["CPU"])
 
-    # An untrained model of the same shape is worse: it is registered but the champion stays.
-    _, base = SearchSpace.from_yaml(SMOKE)
-    tracker = RunTracker(uri, "drsta", "untrained")
+    # A model that does not beat the champion (its very weights, registered again: the same mAP) is registered but
+    # the champion stays. (An untrained model can: a 3-epoch smoke champion ranks near chance.)
+    files, _ = download_registered(f"models:/drsta/{summary['model_version']}", uri, tmp_path / "champion")
+    cfg = ExperimentConfig.from_yaml(files / "config.yaml")
+    copy = build_model(cfg.model)
+    copy.load_state_dict(torch.load(files / "state_dict.pt", weights_only=True))
+    tracker = RunTracker(uri, "drsta", "champion-copy")
     tracker.start()
-    example = torch.rand(2, base.model.num_frames, 3, base.input.height, base.input.width)
-    worse = log_model(tracker, build_model(base.model), example, base.to_dict(), {}, "untrained")
-    outcome = promote("drsta", int(worse.version), manifest, uri)
-    assert not outcome["promoted"] and outcome["mAP"] < outcome["champion_mAP"]
+    example = torch.rand(2, cfg.model.num_frames, 3, cfg.input.height, cfg.input.width)
+    same = log_model(tracker, copy, example, cfg.to_dict(), {}, "copy")
+    outcome = promote("drsta", int(same.version), manifest, uri)
+    assert not outcome["promoted"] and outcome["mAP"] == pytest.approx(outcome["champion_mAP"], abs=1e-6), outcome
     assert get_alias_version("drsta", "champion", uri) == summary["model_version"]
     assert get_alias_version("drsta", "previous", uri) is None
 

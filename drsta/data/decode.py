@@ -94,20 +94,27 @@ def probe(source: SourceKind, uri: str, frames: Sequence[str]) -> Probe:
     return Probe(len(frames), height, width)
 
 
-# decord infers the channel count from a row buffer padded to 64 pixels and gets it wrong when that padded size is
-# a multiple of the width: decord2 3.4 decodes widths 16, 24, 32, 48, 96, 144 as 4-12 "channels" and get_batch
-# fails with "from_size == to_size" (dmlc/decord#336; decord 0.6.0 fails on other widths, 16, 24, 48, 72). Found
-# by decoding every width 16..256; every other width decodes pixel for pixel like PyAV. On that failure the video
-# is decoded with PyAV instead (`read_video_pyav`): decord fails at its first frame, so little is wasted.
+# decord infers the channel count from a row buffer padded to A pixels and gets it wrong when that padded size is
+# a multiple of the width other than 3 × the width: it decodes such widths as 4-12 "channels" and get_batch fails
+# with "from_size == to_size" (dmlc/decord#336). A follows the CPU (FFmpeg's SIMD alignment): decord2 3.4 fails at
+# widths 16, 24, 32, 48, 96, 144 on a machine with AVX-512 (A = 64) and at 16, 24, 48, 72 on an AMD EPYC without it
+# (A = 32), as decord 0.6.0 did; found by decoding every width 16..256, every other width decoding pixel for pixel
+# like PyAV. A = 16 (older CPUs) adds 36. On that failure the video is decoded with PyAV instead
+# (`read_video_pyav`): decord fails at its first frame, so little is wasted.
+_ROW_ALIGNMENTS = (16, 32, 64)
 _DECORD_WIDTH_BUG = "from_size == to_size"
 # Only for drsta.data.synthetic, which still keeps its widths on decord's fast path.
 DECORD_WIDTH_HINT = "decord misreads this width (dmlc/decord#336); use e.g. 40, 64 or 128"
 
 
 def decord_decodes_width(width: int) -> bool:
-    """Whether decord (decord2 3.4) decodes frames `width` pixels wide; other widths take the slower PyAV path."""
-    padded = 3 * 64 * math.ceil(width / 64)
-    return width % 64 == 0 or padded % width != 0
+    """Whether decord (decord2 3.4) decodes frames `width` pixels wide on every machine; at other widths it may fail,
+    and read_clip then takes the slower PyAV path."""
+    for align in _ROW_ALIGNMENTS:
+        padded = 3 * align * math.ceil(width / align)
+        if padded % width == 0 and padded != 3 * width:
+            return False
+    return True
 
 
 def read_video_pyav(uri: str, indices: Sequence[int]) -> np.ndarray:

@@ -52,7 +52,7 @@ def transcode(tracklet: Tracklet, video_dir: Path, gop: int) -> Tracklet:
 
 def transcoded_size(height: int, width: int) -> tuple[int, int]:
     """The frame size a transcoded video gets: the frames' own, made even (yuv420p), the width then widened by
-    2 px while it is one decord misreads (16 → 18, 48 → 50; see `decord_decodes_width`), so that training decodes
+    2 px while it is one decord misreads (16 → 18, 72 → 74; see `decord_decodes_width`), so that training decodes
     it on decord's fast path rather than PyAV's. Training resizes frames to the model input anyway."""
     new_height, new_width = height + height % 2, width + width % 2
     while not decord_decodes_width(new_width):
