@@ -1,14 +1,14 @@
 """Clip decoding throughput: the raw decode limit, the Ray Data stream and a PyTorch DataLoader, bare and with
 training alongside.
 
-    python benchmarks/data.py [--ids 40] [--frames 6] [--epochs 6] [--repeats 2]
+    python benchmarks/data.py [--ids 40] [--frames 6] [--epochs 6] [--repeats 2] [--decode-batch 16]
 
 On a synthetic set (H.264 at several keyframe intervals, and the same tracklets as JPEG frame folders), `--epochs`
 epochs' plans of N-frame clips (restricted random sampling, resized to 256×128, no augmentation) are decoded by:
 - raw: `decode_requests` in a tight loop, one process per core, each on its share (the limit);
-- Ray Data: the training stream `drsta.ray.stream.clip_dataset` at the default decode batch and CPUs per task, in
-  plan order, on the private Ray every drsta command starts (`pipelines.ray_runtime.connect`), consumed in
-  batches of 8;
+- Ray Data: the training stream `drsta.ray.stream.clip_dataset` at the default CPUs per task and decode batch (or
+  `--decode-batch`), in plan order, on the private Ray every drsta command starts
+  (`pipelines.ray_runtime.connect`), consumed in batches of 8;
 - DataLoader: a torch DataLoader with the same decode function and one worker per core, batches of 8.
 Rates are clips/s over whole passes, from asking for the first batch to the last (processes started and imports
 done beforehand), the best of --repeats. The "with training" columns are seconds per epoch when every batch is
@@ -79,10 +79,10 @@ def consume(batches: Iterable[Batch], step: Callable[[Batch], None] | None = Non
     return done, time.perf_counter() - start
 
 
-def ray_batches(plan: list[ClipRequest], num_frames: int) -> Iterable[Batch]:
-    """The stream as training consumes it (`drsta.ray.stream.train_stream`, less the augmentation)."""
-    defaults = DataConfig()
-    dataset = clip_dataset(plan, SIZE, num_frames, None, defaults.decode_batch_size, defaults.decode_cpus)
+def ray_batches(plan: list[ClipRequest], num_frames: int, decode_batch: int) -> Iterable[Batch]:
+    """The stream as training consumes it (`drsta.ray.stream.train_stream`, less the augmentation), `decode_batch`
+    clips a decode task."""
+    dataset = clip_dataset(plan, SIZE, num_frames, None, decode_batch, DataConfig().decode_cpus)
     return dataset.iter_batches(batch_size=BATCH, batch_format="numpy")
 
 
@@ -131,7 +131,9 @@ def make_sets(root: Path, ids: int, gops: list[int]) -> dict[str, list[Tracklet]
     return sets
 
 
-def measure(plan: list[ClipRequest], num_frames: int, epochs: int, workers: int, repeats: int) -> dict[str, float]:
+def measure(
+    plan: list[ClipRequest], num_frames: int, epochs: int, workers: int, repeats: int, decode_batch: int
+) -> dict[str, float]:
     """Clips/s of each decoder (best of `repeats`), and seconds per epoch with training alongside (best of
     `repeats`) against training alone."""
     num_classes = 1 + max(int(request["label"]) for request in plan)
@@ -144,7 +146,7 @@ def measure(plan: list[ClipRequest], num_frames: int, epochs: int, workers: int,
         step(one_batch)
     row = {"train_alone": (time.perf_counter() - start) / epochs}
     sources = {
-        "ray": lambda: ray_batches(plan, num_frames),
+        "ray": lambda: ray_batches(plan, num_frames, decode_batch),
         "loader": lambda: loader_batches(plan, num_frames, workers),
     }
     for _ in range(repeats):
@@ -179,6 +181,8 @@ def main() -> None:
     parser.add_argument("--gops", type=int, nargs="+", default=[4, 16, 64], help="keyframe intervals")
     parser.add_argument("--epochs", type=int, default=6, help="epochs of plans decoded back to back")
     parser.add_argument("--repeats", type=int, default=2, help="passes of each measurement (the best is kept)")
+    parser.add_argument("--decode-batch", type=int, default=DataConfig().decode_batch_size,
+                        help="clips a Ray decode task (data.decode_batch_size; default: its default)")  # fmt: skip
     args = parser.parse_args()
     workers = os.cpu_count() or 1
     torch.set_num_threads(1)  # the training step: a one-CPU training worker (Ray sets OMP_NUM_THREADS so)
@@ -190,13 +194,15 @@ def main() -> None:
         try:
             for name, tracklets in sets.items():
                 plan = [r for e in range(args.epochs) for r in epoch_plan(tracklets, args.frames, 0, e, BATCH)]
-                consume(ray_batches(plan[: 4 * BATCH], args.frames))  # start the Ray decode workers
-                rows[name], clips[name] = measure(plan, args.frames, args.epochs, workers, args.repeats), len(plan)
+                consume(ray_batches(plan[: 4 * BATCH], args.frames, args.decode_batch))  # start the decode workers
+                row = measure(plan, args.frames, args.epochs, workers, args.repeats, args.decode_batch)
+                rows[name], clips[name] = row, len(plan)
                 print(f"{name}: " + ", ".join(f"{k} {v:.3g}" for k, v in rows[name].items()), flush=True)
         finally:
             disconnect()
     print(f"\nclips/s, N = {args.frames} frames at 256×128, {workers} CPU cores, {args.ids} identities, "
-          f"{args.epochs} epochs; epoch s with the tiny model's training step on one thread")  # fmt: skip
+          f"{args.epochs} epochs, {args.decode_batch} clips a decode task; epoch s with the tiny model's training "
+          "step on one thread")  # fmt: skip
     print("\n".join(table(rows, clips)))
 
 
