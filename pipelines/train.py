@@ -72,6 +72,7 @@ EPOCHS_DONE = "epochs_done"  # reported with every epoch: Tune's time axis, unch
 TRACKING_FAILURES = "tracking/failures"  # rank 0's tracking calls lost so far, reported with every epoch
 CHECKPOINT_TIME = "time/checkpoint_s"  # rank 0's checkpoint save and report of each epoch (uploads in the background)
 FIRST_STEP = "time/first_step_s"  # driver's fit → the worker group's first step (each start: restarts count from fit)
+CHECKPOINT_PATH = "checkpoint_path"  # where a Tune result's checkpoint is (the key Ray Tune's TuneReportCallback adds)
 FIGURE_CANDIDATES = 50  # query clips searched for degraded frames to draw (their ground truth is looked up)
 
 
@@ -96,10 +97,13 @@ class TrainLoop:
         self.optimizer = build_optimizer(model, cfg.optim)
         self.scheduler = build_scheduler(self.optimizer, cfg.optim)
         self.start_epoch = 0
+        self.last_report: dict[str, Any] | None = None  # the resumed checkpoint's report, with its path
         checkpoint = ray.train.get_checkpoint()
         if checkpoint:
             with checkpoint.as_directory() as directory:
                 self.load_checkpoint(Path(directory), model)
+            if self.last_report is not None:
+                self.last_report[CHECKPOINT_PATH] = checkpoint.path
         self.model = ray.train.torch.prepare_model(model)  # DDP when world_size > 1
         self.amp = cfg.train.amp and self.device.type == "cuda"
         self.tracker = None
@@ -135,6 +139,10 @@ class TrainLoop:
 
     def _run_epochs(self) -> None:
         epochs = self.cfg.optim.epochs
+        if self.start_epoch >= epochs and self.last_report is not None:
+            # Resumed from the last epoch's checkpoint (a sweep's driver died after it was stored, before its
+            # report reached Tune): report it again, so that Tune's result holds every epoch and the best.
+            ray.train.report(self.last_report)
         run_start = time.perf_counter()
         for epoch in range(self.start_epoch, epochs):
             start = time.perf_counter()
@@ -160,7 +168,7 @@ class TrainLoop:
             checkpoint = None
             if self.rank == 0:
                 directory = tempfile.mkdtemp(prefix="drsta-checkpoint-")  # Ray deletes it once uploaded
-                self.save_checkpoint(Path(directory), epoch)
+                self.save_checkpoint(Path(directory), epoch, reported)
                 checkpoint = ray.train.Checkpoint.from_directory(directory)
             # Uploaded in the background while the next epoch trains, and handed to the controller in order (its
             # poll every 2 s no longer holds up training); a worker lost before the upload ends resumes from the
@@ -262,7 +270,7 @@ class TrainLoop:
             (degraded if has_degraded else others).append((tracklet, indices, truth))
         return (degraded + others)[:num_clips]
 
-    def save_checkpoint(self, directory: Path, epoch: int) -> None:
+    def save_checkpoint(self, directory: Path, epoch: int, reported: dict[str, Any]) -> None:
         torch.save(
             {
                 "model": self.module.state_dict(),
@@ -270,6 +278,10 @@ class TrainLoop:
                 "optimizer": self.optimizer.state_dict(),
                 "scheduler": self.scheduler.state_dict(),
                 "epoch": epoch,
+                # plain numbers: the file loads with weights_only (numpy scalars would not)
+                "reported": {
+                    key: int(v) if isinstance(v, int | np.integer) else float(v) for key, v in reported.items()
+                },
                 "rng": rng_states(),
                 "config": self.cfg.to_dict(),
             },
@@ -283,6 +295,7 @@ class TrainLoop:
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         self.start_epoch = state["epoch"] + 1
+        self.last_report = state.get("reported")  # (checkpoints of earlier releases lack it)
         set_rng_states(state["rng"])
 
     def _sum_over_workers(self, values: list[float]) -> list[float]:

@@ -122,8 +122,11 @@ def test_optuna_searcher_samples_the_default_space(ray_cluster, tmp_path):
 def test_a_sweep_killed_half_way_resumes_and_runs_every_trial_exactly_once(manifest, tmp_path, ray_cluster):
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     storage = tmp_path / "ray_results"
-    # No early stops here (grace period = every epoch), so a trial part-way at the kill was surely running.
-    space_path = smoke_space(tmp_path, scheduler={"grace_period": 3}, num_samples=3)
+    # No early stops here (grace period = every epoch), so a trial part-way at the kill was surely running. Trials
+    # of one worker (the smoke sweep above runs 2-worker trials): with their shorter epochs the kill tends to fall
+    # after a trial stored its last checkpoint and before Tune had that epoch's report, which the resumed trial
+    # then reports again (it did in both runs on a 2-core machine).
+    space_path = smoke_space(tmp_path, {"train.num_workers": 1}, scheduler={"grace_period": 3}, num_samples=3)
     command = [sys.executable, "-m", "pipelines.tune", "--space", str(space_path), "--manifest", str(manifest),
                "--name", "resumable", "--address", ray_cluster.address, "--tracking-uri", uri,
                "--storage-path", str(storage)]  # fmt: skip
