@@ -16,8 +16,8 @@ SCRIPT = Path(sys.executable).parent / "drsta"  # installed beside the interpret
 
 @pytest.mark.integration
 def test_demo_runs_the_main_job_end_to_end(tmp_path):
-    # The smoke space made smaller (sweeps themselves are tested in test_tune): 2 trials of 2 epochs.
-    space_path = smoke_space(tmp_path, {"optim.epochs": 2}, num_samples=2)
+    # The smoke space made smaller (sweeps themselves are tested in test_tune): 2 trials of 2 epochs, 1 worker each.
+    space_path = smoke_space(tmp_path, {"optim.epochs": 2, "train.num_workers": 1}, num_samples=2)
     out = tmp_path / "demo"
     done = subprocess.run([SCRIPT, "demo", "--out", str(out), "--space", str(space_path), "--train-ids", "6",
                            "--test-ids", "4"], capture_output=True, text=True, timeout=1200)  # fmt: skip
