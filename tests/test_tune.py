@@ -144,17 +144,18 @@ def test_a_sweep_killed_half_way_resumes_and_runs_every_trial_exactly_once(manif
     def epochs(run) -> list[int]:
         return [m.step for m in client.get_metric_history(run.info.run_id, "train/loss")]
 
-    # Kill the driver once one trial has done its 3 epochs and another is part-way through them.
-    deadline = time.time() + 600
+    # Kill the driver once one trial has done its 3 epochs and another is part-way through them. `before` is what
+    # decided it: a trial may log one more epoch before its workers stop (the part-way one can even finish).
+    deadline, before = time.time() + 600, {}
     while time.time() < deadline and driver.poll() is None:
-        done = [len(epochs(r)) for r in children()]
+        before = {r.info.run_name: epochs(r) for r in children()}
+        done = [len(steps) for steps in before.values()]
         if 3 in done and (1 in done or 2 in done):
             break
         time.sleep(0.5)
     assert driver.poll() is None, (tmp_path / "driver.log").read_text()[-3000:]
     driver.kill()
     driver.wait()
-    before = {r.info.run_name: epochs(r) for r in children()}
 
     overrides = {"train.tracking_uri": uri, "train.storage_path": str(storage)}
     with pytest.raises(ValueError, match="already exists"):

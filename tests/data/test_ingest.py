@@ -132,11 +132,12 @@ def test_frame_folders_are_transcoded_to_h264_with_the_given_keyframe_gap(tmp_pa
 
 def test_videos_of_the_widths_decord_misreads_are_ingested_not_quarantined(tmp_path, ray_cluster):
     root = tmp_path / "videos"
-    widths = [16, 48, 144, 40]  # decord2 misreads the first three (PyAV decodes them); 40 stays on decord
+    # decord2 fails at 16 and 48 everywhere, at 72 or 144 depending on the CPU (PyAV decodes them); 40 stays on decord
+    widths = [16, 48, 72, 144, 40]
     for pid, width in enumerate(widths):
         write_video(gradient_frames(5, height=32, width=width, offset=pid * 40), root / f"{pid}/0/clip.mp4", gop=2)
     report = ingest("videos", root, tmp_path / "out")
-    assert report["valid"] == 4 and report["quarantined"] == 0
+    assert report["valid"] == len(widths) and report["quarantined"] == 0
     tracklets = sorted(read_manifest(tmp_path / "out"), key=lambda t: t.pid)
     assert [(t.num_frames, t.height, t.width) for t in tracklets] == [(5, 32, width) for width in widths]
     for t in tracklets:

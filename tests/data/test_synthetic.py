@@ -1,6 +1,6 @@
 """The synthetic benchmark: videos decord reads back, the split's protocol, MARS's layout, the frame stamp.
 
-Frames are 64×40 rather than 64×32: decord misreads 32-pixel-wide videos (see `SyntheticSpec.width`).
+Frames are 64×40 rather than 64×32: decord misreads 32-pixel-wide videos on some CPUs (see `SyntheticSpec.width`).
 """
 
 import csv
