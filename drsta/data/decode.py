@@ -96,10 +96,10 @@ def probe(source: SourceKind, uri: str, frames: Sequence[str]) -> Probe:
 
 # decord infers the channel count from a row buffer padded to A pixels and gets it wrong when that padded size is
 # a multiple of the width other than 3 × the width: it decodes such widths as 4-12 "channels" and get_batch fails
-# with "from_size == to_size" (dmlc/decord#336). A follows the CPU (FFmpeg's SIMD alignment): decord2 3.4 fails at
-# widths 16, 24, 32, 48, 96, 144 on a machine with AVX-512 (A = 64) and at 16, 24, 48, 72 on an AMD EPYC without it
-# (A = 32), as decord 0.6.0 did; found by decoding every width 16..256, every other width decoding pixel for pixel
-# like PyAV. A = 16 (older CPUs) adds 36. On that failure the video is decoded with PyAV instead
+# with "from_size == to_size" (dmlc/decord#336). A follows the CPU (FFmpeg's SIMD alignment): decord2 3.4 failed at
+# widths 16, 24, 32, 48, 96, 144 on one machine (A = 64, as with AVX-512) and at 16, 24, 48, 72 on an AMD EPYC
+# without AVX-512 (A = 32), as decord 0.6.0 did; found by decoding every width 16..256, every other width decoding
+# pixel for pixel like PyAV. A = 16 (older CPUs) adds 36. On that failure the video is decoded with PyAV instead
 # (`read_video_pyav`): decord fails at its first frame, so little is wasted.
 _ROW_ALIGNMENTS = (16, 32, 64)
 _DECORD_WIDTH_BUG = "from_size == to_size"
