@@ -35,7 +35,7 @@ from pipelines.models import promote
 from pipelines.ray_runtime import disconnect, init_ray
 from pipelines.run import TrainingRun, artifact_location, resolve_paths, storage_exists
 from pipelines.tracking import RunTracker, default_tracking_uri, get_or_create_experiment, log_model
-from pipelines.train import EPOCHS_DONE, SCORE, load_trained_model, train
+from pipelines.train import CHECKPOINT_PATH, EPOCHS_DONE, SCORE, load_trained_model, train
 
 TRIALS_DIR = "trials"
 # A trial only drives its TorchTrainer (its workers hold the CPUs): a sliver of a CPU, so that concurrent
@@ -195,7 +195,7 @@ def register_best(best: Any, base: ExperimentConfig, run_id: str, manifest: Path
     params = expand_bundles(best.config["params"], best.config.get("bundles", {}))
     cfg = ExperimentConfig.from_dict(best.config["base"]).with_overrides(params)
     epoch = best_epoch(best)
-    model = load_trained_model(ray.train.Checkpoint(epoch["checkpoint_path"]), cfg)
+    model = load_trained_model(ray.train.Checkpoint(epoch[CHECKPOINT_PATH]), cfg)
     tracker = RunTracker(base.train.tracking_uri, base.train.experiment, cfg.train.name, run_id=run_id)
     tracker.start()
     example = torch.rand(1, cfg.model.num_frames, 3, cfg.input.height, cfg.input.width)
@@ -209,7 +209,7 @@ def register_best(best: Any, base: ExperimentConfig, run_id: str, manifest: Path
 
 
 def best_epoch(result: Any) -> dict[str, Any]:
-    """The reported metrics of a trial's best-scoring epoch, its checkpoint_path among them (Ray Train keeps the
+    """The reported metrics of a trial's best-scoring epoch, its CHECKPOINT_PATH among them (Ray Train keeps the
     best checkpoints by score; the trial's last epoch need not be its best)."""
     history = result.metrics_dataframe
     return history.loc[history[SCORE].idxmax()].to_dict()
